@@ -1,0 +1,3 @@
+from codeapi.cli import main
+
+raise SystemExit(main())

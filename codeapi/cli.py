@@ -1,0 +1,100 @@
+"""The ``codeapi`` command: serve the API, prepare the host, warm caches, check every language."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from fastapi import FastAPI
+
+from codeapi.config import ConfigError, Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.load()
+    except ConfigError as error:
+        print(f"codeapi: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+
+def build_app() -> FastAPI:
+    """uvicorn factory, so API_RELOAD can re-import it."""
+    from codeapi.app import create_app
+    from codeapi.observability.logging import configure_logging
+
+    settings = load_settings()
+    try:
+        settings.refuse_insecure_defaults()
+    except ConfigError as error:
+        print(f"codeapi: {error}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+    configure_logging(settings.logging)
+    return create_app(settings)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    ssl = settings.ssl
+    https = ssl.https_active
+    uvicorn.run(
+        "codeapi.cli:build_app",
+        factory=True,
+        host=args.host or settings.api.host,
+        port=args.port or settings.api.port,
+        reload=settings.api.reload,
+        log_config=None,
+        access_log=settings.logging.enable_access_logs,
+        ssl_certfile=str(ssl.cert_file) if https else None,
+        ssl_keyfile=str(ssl.key_file) if https else None,
+        ssl_ca_certs=str(ssl.ca_certs) if https and ssl.ca_certs else None,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def prepare_host_command(_: argparse.Namespace) -> int:
+    from codeapi.maintenance import prepare_for_cli
+
+    prepare_for_cli(load_settings())
+    return 0
+
+
+def warm_go_cache(_: argparse.Namespace) -> int:
+    from codeapi.maintenance import warm_go_cache as warm
+
+    return asyncio.run(warm(load_settings()))
+
+
+def check_languages(args: argparse.Namespace) -> int:
+    from codeapi.maintenance import check_languages as check
+
+    return asyncio.run(check(load_settings(), args.lang))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codeapi", description="Self-hosted Code Interpreter API")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = commands.add_parser("serve", help="start the HTTP API (API_HOST:PORT)")
+    serve_parser.add_argument("--host", help="bind address (default: API_HOST)")
+    serve_parser.add_argument("--port", type=int, help="port (default: PORT)")
+    serve_parser.set_defaults(handler=serve)
+    commands.add_parser("prepare-host", help="create cgroup parents and the sandbox directory").set_defaults(
+        handler=prepare_host_command
+    )
+    commands.add_parser("warm-go-cache", help="build Go's standard library cache inside the sandbox").set_defaults(
+        handler=warm_go_cache
+    )
+    check_parser = commands.add_parser("check-languages", help="run hello world in every language in the sandbox")
+    check_parser.add_argument("lang", nargs="*", help="only these language ids")
+    check_parser.set_defaults(handler=check_languages)
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The one error tree of codeapi. Services raise these; only ``http/errors.py`` turns them into responses.
+
+CodeapiError(status, code, message)
+├── NotFound                404
+│   ├── SessionNotFound
+│   └── FileNotFound
+├── InvalidRequest          400
+│   ├── UnsupportedLanguage
+│   ├── BadFilename
+│   ├── FileTypeNotAllowed  415
+│   ├── FileTooLarge        413
+│   ├── TooManyFiles        413
+│   └── RequestTooLarge     413
+├── AuthError               401
+├── SessionBusy             409
+├── RateLimited             429
+├── BackendUnavailable      503
+└── SandboxFailure          500
+"""
+
+from __future__ import annotations
+
+
+class CodeapiError(Exception):
+    status = 500
+    code = "internal_server"
+    error_type = "internal_server"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(CodeapiError):
+    status = 404
+    code = "not_found"
+    error_type = "resource_not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+    def __init__(self, message: str = "File not found") -> None:
+        super().__init__(message)
+
+
+class InvalidRequest(CodeapiError):
+    status = 400
+    code = "invalid_request"
+    error_type = "validation"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnsupportedLanguage(InvalidRequest):
+    code = "unsupported_language"
+
+    def __init__(self, lang: str) -> None:
+        super().__init__(f"Unsupported programming language: {lang}", field="lang")
+
+
+class BadFilename(InvalidRequest):
+    code = "bad_filename"
+
+
+class FileTypeNotAllowed(InvalidRequest):
+    status = 415
+    code = "file_type_not_allowed"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"File type not allowed: {name}", field="file")
+
+
+class FileTooLarge(InvalidRequest):
+    status = 413
+    code = "file_too_large"
+
+
+class TooManyFiles(InvalidRequest):
+    status = 413
+    code = "too_many_files"
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthError(CodeapiError):
+    status = 401
+    code = "unauthorized"
+    error_type = "authentication"
+
+
+class SessionBusy(CodeapiError):
+    status = 409
+    code = "session_busy"
+    error_type = "conflict"
+
+
+class RateLimited(CodeapiError):
+    status = 429
+    code = "rate_limited"
+    error_type = "rate_limited"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("rate_limited")
+        self.retry_after_s = retry_after_s
+
+
+class BackendUnavailable(CodeapiError):
+    status = 503
+    code = "service_unavailable"
+    error_type = "service_unavailable"
+
+
+class SandboxFailure(CodeapiError):
+    status = 500
+    code = "sandbox_failure"
+    error_type = "internal_server"

@@ -1,0 +1,101 @@
+"""Run one program of any language in a prepared job directory: write the source, compile, run.
+
+Compile and run are separate sandbox jobs: the compiler may write /code, the program may not.
+Both share one wall-clock budget, so a request's timeout covers the whole execution.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from codeapi.languages.spec import LanguageSpec
+from codeapi.sandbox.policy import SandboxJob, SandboxLimits, SandboxResult
+from codeapi.sandbox.runner import NsjailRunner
+from codeapi.sandbox.workspace import JobDirs
+
+
+@dataclass(frozen=True)
+class Program:
+    spec: LanguageSpec
+    code: str
+    args: tuple[str, ...]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    result: SandboxResult
+    compile_failed: bool = False
+
+
+class ProgramRunner:
+    def __init__(self, runner: NsjailRunner, runtime_dir: Path, limits: SandboxLimits) -> None:
+        self.runner = runner
+        self.runtime_dir = runtime_dir
+        self.limits = limits
+
+    async def run(self, program: Program, dirs: JobDirs, job_id: str) -> ProgramResult:
+        spec = program.spec
+        source = spec.source_for(program.code)
+        source_path = dirs.code / source.name
+        source_path.write_text(program.code, encoding="utf-8")
+        os.chown(source_path, dirs.uid, dirs.uid)
+        self.seed_home(spec, dirs)
+        deadline = time.monotonic() + program.timeout_s
+        if spec.compile_argv is not None:
+            memory_mb = int(self.limits.memory_mb * spec.memory_factor)
+            compiled = await self.runner.run(
+                self.job(spec, dirs, f"{job_id}-build", spec.render(spec.compile_argv, source, memory_mb),
+                         memory_mb, program.timeout_s, code_writable=True)
+            )  # fmt: skip
+            if not compiled.ok:
+                return ProgramResult(compiled, compile_failed=True)
+        remaining_s = max(deadline - time.monotonic(), 0.1)
+        argv = (*spec.render(spec.run_argv, source, self.limits.memory_mb), *program.args)
+        result = await self.runner.run(self.job(spec, dirs, job_id, argv, self.limits.memory_mb, remaining_s))
+        return ProgramResult(result)
+
+    def job(
+        self,
+        spec: LanguageSpec,
+        dirs: JobDirs,
+        job_id: str,
+        argv: tuple[str, ...],
+        memory_mb: int,
+        time_s: float,
+        code_writable: bool = False,
+    ) -> SandboxJob:
+        limits = replace(
+            self.limits, time_s=time_s, memory_mb=memory_mb, processes=spec.processes or self.limits.processes
+        )
+        return SandboxJob(
+            job_id=job_id,
+            argv=argv,
+            uid=dirs.uid,
+            work_dir=dirs.data,
+            code_dir=dirs.code,
+            home_dir=dirs.home,
+            log_file=dirs.log_file(job_id),
+            limits=limits,
+            code_writable=code_writable,
+            binds=tuple(mount.bind(self.runtime_dir) for mount in spec.mounts),
+            env=spec.render_env(memory_mb),
+        )
+
+    def seed_home(self, spec: LanguageSpec, dirs: JobDirs) -> None:
+        """Copy per-language caches (matplotlib's font list) into the job's writable home."""
+        for relative_src, relative_dst in spec.home_seed.items():
+            src = self.runtime_dir / relative_src
+            if not src.is_dir():
+                continue
+            dst = dirs.home / relative_dst
+            shutil.copytree(src, dst)
+            for path in (dst, *dst.rglob("*")):
+                os.chown(path, dirs.uid, dirs.uid)
+            for parent in dst.relative_to(dirs.home).parents:
+                if str(parent) != ".":
+                    os.chown(dirs.home / parent, dirs.uid, dirs.uid)

@@ -1,0 +1,39 @@
+"""Request-scoped access to the components ``app.py`` built (kept on app.state, never in globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from codeapi.auth.keys import KeyChecker, extract_key
+from codeapi.execution.service import ExecutionService
+from codeapi.sessions.service import SessionService
+
+
+@dataclass(frozen=True)
+class Components:
+    executions: ExecutionService
+    sessions: SessionService
+    keys: KeyChecker
+    auth_enabled: bool
+    max_filename_length: int
+    max_files_per_session: int
+    max_file_bytes: int
+    spool_dir: Path
+    backends: dict[str, str]
+
+
+def components(request: Request) -> Components:
+    found: Components = request.app.state.components
+    return found
+
+
+Services = Annotated[Components, Depends(components)]
+
+
+async def require_api_key(request: Request, services: Services) -> None:
+    if services.auth_enabled:
+        services.keys.check(extract_key(request.headers))

@@ -1,0 +1,81 @@
+"""The only place domain errors become HTTP responses (the envelope LibreChat's clients expect)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from codeapi.errors import CodeapiError, InvalidRequest, RateLimited
+
+logger = structlog.get_logger(__name__)
+
+STATUS_TYPES = {404: "resource_not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def envelope(
+    message: str, error_type: str, request: Request, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "error": message,
+        "error_type": error_type,
+        "details": details or [],
+        "request_id": getattr(request.state, "request_id", None),
+        "timestamp": time.time(),
+    }
+
+
+def error_body(error: CodeapiError, request: Request) -> dict[str, Any]:
+    details = []
+    if isinstance(error, InvalidRequest):
+        details.append({"field": error.field, "message": error.message, "code": error.code})
+    body = envelope(error.message, error.error_type, request, details)
+    if isinstance(error, RateLimited):
+        body["retry_after_seconds"] = error.retry_after_s
+    return body
+
+
+async def on_codeapi_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, CodeapiError)
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimited) else None
+    if error.status >= 500:
+        logger.error("request.failed", error_code=error.code, error=error.message)
+    return JSONResponse(error_body(error, request), status_code=error.status, headers=headers)
+
+
+async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    details = [
+        {
+            "field": " -> ".join(str(part) for part in item.get("loc", ())),
+            "message": item.get("msg", ""),
+            "code": item.get("type", "invalid"),
+        }
+        for item in error.errors()
+    ]
+    return JSONResponse(envelope("Request validation failed", "validation", request, details), status_code=422)
+
+
+async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    error_type = STATUS_TYPES.get(error.status_code, "http_error")
+    return JSONResponse(
+        envelope(str(error.detail), error_type, request), status_code=error.status_code, headers=error.headers
+    )
+
+
+async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    logger.exception("request.unexpected_error", error_class=type(error).__name__)
+    return JSONResponse(envelope("Internal server error", "internal_server", request), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(CodeapiError, on_codeapi_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,89 @@
+"""POST /exec. Long runs stream whitespace keep-alives before the JSON body, as the reference does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from codeapi.errors import CodeapiError, InvalidRequest
+from codeapi.execution.outcome import ExecOutcome
+from codeapi.execution.service import ExecRequest, FileRef
+from codeapi.http.deps import Services
+from codeapi.http.errors import error_body
+from codeapi.http.schemas import ExecBody, ExecResponse, FileRefOut
+
+router = APIRouter()
+
+KEEPALIVE_S = 3.0
+
+
+def to_request(body: ExecBody) -> ExecRequest:
+    if not body.code.strip():
+        raise InvalidRequest("Code must not be empty", field="code")
+    return ExecRequest(
+        lang=body.lang,
+        code=body.code,
+        args=tuple(body.args),
+        files=tuple(FileRef(ref.id, ref.owner_session_id, ref.name) for ref in body.files or ()),
+        session_id=body.session_id,
+        entity_id=body.entity_id,
+        user_id=body.user_id,
+        timeout_s=body.timeout / 1000 if body.timeout else None,
+    )
+
+
+def to_response(outcome: ExecOutcome) -> dict[str, Any]:
+    files = [
+        FileRefOut(
+            id=item.file_id,
+            name=item.name,
+            path=f"/mnt/data/{item.name}",
+            storage_session_id=item.session_id,
+            session_id=item.session_id,
+            modified_from=(
+                {"id": item.modified_from.file_id, "storage_session_id": item.modified_from.session_id}
+                if item.modified_from
+                else None
+            ),
+        )
+        for item in outcome.files
+    ]
+    response = ExecResponse(session_id=outcome.session_id, stdout=outcome.stdout, stderr=outcome.stderr, files=files)
+    return response.model_dump(exclude_none=True)
+
+
+@router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True)
+async def execute(body: ExecBody, request: Request, services: Services) -> Response:
+    exec_request = to_request(body)
+    task = asyncio.create_task(services.executions.execute(exec_request))
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(task), KEEPALIVE_S)
+    except TimeoutError:
+        return StreamingResponse(keep_alive(task, request), media_type="application/json")
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    return JSONResponse(to_response(outcome))
+
+
+async def keep_alive(task: asyncio.Task[ExecOutcome], request: Request) -> AsyncIterator[bytes]:
+    """Once streaming starts the status is 200, so a late failure is an error body with status 200."""
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
+            if done:
+                break
+            yield b" "
+        try:
+            payload = to_response(task.result())
+        except CodeapiError as error:
+            payload = error_body(error, request)
+        yield json.dumps(payload).encode()
+    finally:
+        if not task.done():
+            task.cancel()

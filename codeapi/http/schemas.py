@@ -1,0 +1,119 @@
+"""Wire models for the LibreChat contract. Unknown fields are ignored everywhere (LibreChat sends extras)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENTITY_ID = Annotated[str, Field(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class FileRefIn(WireModel):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    storage_session_id: str | None = None
+    session_id: str | None = None
+    resource_id: str | None = None
+    kind: str | None = None
+    version: int | str | None = None
+    entity_id: str | None = None
+
+    @model_validator(mode="after")
+    def needs_a_session(self) -> FileRefIn:
+        if not (self.storage_session_id or self.session_id):
+            raise ValueError("file reference needs storage_session_id or session_id")
+        return self
+
+    @property
+    def owner_session_id(self) -> str:
+        return self.storage_session_id or self.session_id or ""
+
+
+class ExecBody(WireModel):
+    lang: str
+    code: str
+    args: list[str] = []
+    user_id: str | None = None
+    files: list[FileRefIn] | None = None
+    session_id: str | None = None
+    entity_id: ENTITY_ID | None = None
+    timeout: int | None = Field(None, ge=1000, le=300000, description="milliseconds")
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def args_as_strings(cls, value: Any) -> list[str]:
+        """The reference accepts any JSON here: a string is one argument, a list becomes strings."""
+        if value is None:
+            return []
+        if isinstance(value, list | tuple):
+            return [item if isinstance(item, str) else str(item) for item in value]
+        return [value if isinstance(value, str) else str(value)]
+
+
+class FileRefOut(WireModel):
+    id: str
+    name: str
+    path: str
+    storage_session_id: str
+    session_id: str
+    modified_from: dict[str, str] | None = None
+
+
+class ExecResponse(WireModel):
+    session_id: str
+    stdout: str
+    stderr: str
+    files: list[FileRefOut]
+
+
+class UploadedFileOut(WireModel):
+    fileId: str  # noqa: N815 - wire name
+    filename: str
+
+
+class UploadResponse(WireModel):
+    message: str
+    storage_session_id: str
+    session_id: str
+    files: list[UploadedFileOut]
+
+
+class BatchFileOut(WireModel):
+    status: str
+    filename: str
+    fileId: str | None = None  # noqa: N815 - wire name
+    error: str | None = None
+
+
+class BatchUploadResponse(WireModel):
+    message: str
+    storage_session_id: str
+    session_id: str
+    files: list[BatchFileOut]
+    succeeded: int
+    failed: int
+
+
+class ObjectInfo(WireModel):
+    lastModified: str  # noqa: N815 - wire name
+    originalFilename: str  # noqa: N815 - wire name
+    size: int
+
+
+class ErrorDetail(WireModel):
+    field: str | None = None
+    message: str
+    code: str
+
+
+class ErrorBody(WireModel):
+    error: str
+    error_type: str
+    details: list[ErrorDetail] = []
+    request_id: str | None = None
+    timestamp: float

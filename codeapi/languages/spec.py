@@ -1,0 +1,69 @@
+"""What a language is: the one place a language's file name, commands, mounts, env and limits live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codeapi.sandbox.policy import CODE_DIR, Bind
+
+
+def heap_size_mb(memory_mb: int) -> int:
+    """Managed runtimes (JVM, V8, Go) do not see the cgroup; a heap of 3/4 of it leaves room for the rest."""
+    return max(memory_mb * 3 // 4, 16)
+
+
+@dataclass(frozen=True)
+class RuntimeMount:
+    """A read-only bind of a path under SANDBOX_RUNTIME_DIR into the sandbox."""
+
+    relative_src: str
+    dst: str
+
+    def bind(self, runtime_dir: Path) -> Bind:
+        return Bind(runtime_dir / self.relative_src, self.dst)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str  # file name under /code
+    entry: str  # what the run command starts (Java: the class declaring main)
+
+
+@dataclass(frozen=True)
+class LanguageSpec:
+    """argv items may use {source}, {entry}, {code_dir}, {memory_mb} and {heap_mb} placeholders."""
+
+    id: str
+    name: str
+    source_name: str
+    run_argv: tuple[str, ...]
+    hello: tuple[str, str]  # (program, expected stdout)
+    compile_argv: tuple[str, ...] | None = None
+    mounts: tuple[RuntimeMount, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    home_seed: Mapping[str, str] = field(default_factory=dict)  # runtime-relative src -> home-relative dst
+    memory_factor: float = 1.0  # compile-step memory relative to MAX_MEMORY_MB
+    processes: int | None = None  # overrides MAX_PROCESSES when a runtime needs more threads
+    find_source: Callable[[str], SourceFile] | None = None
+    repl: bool = False
+
+    def source_for(self, code: str) -> SourceFile:
+        if self.find_source is not None:
+            return self.find_source(code)
+        return SourceFile(self.source_name, self.source_name.rsplit(".", 1)[0])
+
+    def render(self, argv: tuple[str, ...], source: SourceFile, memory_mb: int) -> tuple[str, ...]:
+        values = {
+            "source": f"{CODE_DIR}/{source.name}",
+            "entry": source.entry,
+            "code_dir": CODE_DIR,
+            "memory_mb": str(memory_mb),
+            "heap_mb": str(heap_size_mb(memory_mb)),
+        }
+        return tuple(item.format_map(values) for item in argv)
+
+    def render_env(self, memory_mb: int) -> dict[str, str]:
+        heap_mb = heap_size_mb(memory_mb)
+        return {key: value.format(memory_mb=memory_mb, heap_mb=heap_mb) for key, value in self.env.items()}

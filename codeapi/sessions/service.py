@@ -1,0 +1,117 @@
+"""Sessions and their files: the one place that pairs metadata records with blobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from codeapi.errors import FileNotFound, FileTooLarge, TooManyFiles
+from codeapi.sessions.ids import new_id
+from codeapi.sessions.names import content_type_for
+from codeapi.storage import keys
+from codeapi.storage.blobs.base import BlobStore
+from codeapi.storage.metadata.base import FileRecord, MetadataStore, SessionRecord
+
+logger = structlog.get_logger(__name__)
+
+MB = 1024 * 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def capped(chunks: AsyncIterable[bytes], max_bytes: int, name: str) -> AsyncIterator[bytes]:
+    """Pass chunks through, failing as soon as the running total exceeds ``max_bytes``."""
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise FileTooLarge(f"File {name} exceeds the maximum size of {max_bytes // MB} MB", field="file")
+        yield chunk
+
+
+class SessionService:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        blobs: BlobStore,
+        ttl: timedelta,
+        max_file_bytes: int,
+        max_files_per_session: int,
+    ) -> None:
+        self.metadata = metadata
+        self.blobs = blobs
+        self.ttl = ttl
+        self.max_file_bytes = max_file_bytes
+        self.max_files_per_session = max_files_per_session
+
+    async def create(self, user_id: str | None = None, entity_id: str | None = None) -> SessionRecord:
+        now = utcnow()
+        record = SessionRecord(new_id(), now, now + self.ttl, user_id=user_id, entity_id=entity_id)
+        await self.metadata.put_session(record)
+        return record
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        return await self.metadata.get_session(session_id)
+
+    async def touch(self, session: SessionRecord) -> SessionRecord:
+        """A used session lives another full TTL."""
+        renewed = SessionRecord(
+            session.session_id, session.created_at, utcnow() + self.ttl, session.user_id, session.entity_id
+        )
+        await self.metadata.put_session(renewed)
+        return renewed
+
+    async def latest_for_entity(self, entity_id: str) -> SessionRecord | None:
+        return await self.metadata.latest_session_for_entity(entity_id)
+
+    async def ensure_room(self, session_id: str, adding: int) -> None:
+        present = await self.metadata.count_files(session_id)
+        if present + adding > self.max_files_per_session:
+            raise TooManyFiles(f"Session would exceed the maximum of {self.max_files_per_session} files", field="file")
+
+    async def add_file(self, session_id: str, name: str, chunks: AsyncIterable[bytes]) -> FileRecord:
+        """Store a new file; the size cap is enforced while streaming, before anything is visible."""
+        file_id = new_id()
+        key = keys.file_key(session_id, file_id)
+        size = await self.blobs.put(key, capped(chunks, self.max_file_bytes, name))
+        now = utcnow()
+        record = FileRecord(session_id, file_id, name, size, content_type_for(name), now, now + self.ttl, key)
+        await self.metadata.put_file(record)
+        return record
+
+    async def get_file(self, session_id: str, file_id: str) -> FileRecord:
+        record = await self.metadata.get_file(session_id, file_id)
+        if record is None:
+            raise FileNotFound()
+        return record
+
+    async def find_file(self, session_id: str, file_id: str) -> FileRecord | None:
+        return await self.metadata.get_file(session_id, file_id)
+
+    async def list_files(self, session_id: str) -> list[FileRecord]:
+        return await self.metadata.list_files(session_id)
+
+    def read(self, record: FileRecord) -> AsyncIterator[bytes]:
+        return self.blobs.read(record.blob_key)
+
+    async def delete_file(self, session_id: str, file_id: str) -> None:
+        record = await self.get_file(session_id, file_id)
+        await self.metadata.delete_file(session_id, file_id)
+        if not await self.metadata.blob_in_use(record.blob_key):
+            await self.blobs.delete(record.blob_key)
+
+    async def expire(self, now: datetime, batch: int = 100) -> int:
+        """Delete expired sessions with their blobs; returns how many sessions were removed."""
+        removed = 0
+        while session_ids := await self.metadata.expired_sessions(now, batch):
+            for session_id in session_ids:
+                await self.metadata.delete_session(session_id)
+                await self.blobs.delete_prefix(keys.session_prefix(session_id))
+                removed += 1
+            if len(session_ids) < batch:
+                break
+        return removed

@@ -1,0 +1,50 @@
+"""Picks the storage backends: shared ones (Redis, S3) when configured, embedded ones otherwise."""
+
+from __future__ import annotations
+
+import structlog
+
+from codeapi.config.groups import RedisSettings, S3Settings, StorageSettings
+from codeapi.errors import BackendUnavailable
+from codeapi.storage.blobs.base import BlobStore
+from codeapi.storage.blobs.local import LocalBlobStore
+from codeapi.storage.blobs.s3 import S3BlobStore
+from codeapi.storage.metadata.base import MetadataStore
+from codeapi.storage.metadata.redis import RedisMetadata
+from codeapi.storage.metadata.sqlite import SqliteMetadata
+
+logger = structlog.get_logger(__name__)
+
+__all__ = ["open_stores"]
+
+
+async def open_stores(
+    storage: StorageSettings, redis: RedisSettings, s3: S3Settings
+) -> tuple[MetadataStore, BlobStore]:
+    """Open both stores; raises BackendUnavailable when a configured backend cannot be reached.
+
+    Creates the S3 bucket when it is missing, so a fresh deployment needs no manual step.
+    """
+    if not (redis.configured and s3.configured):
+        try:
+            storage.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailable(f"data directory {storage.data_dir} is not usable: {exc}") from exc
+    metadata: MetadataStore
+    if redis.configured:
+        metadata = RedisMetadata(redis)
+    else:
+        metadata = await SqliteMetadata.open(storage.data_dir / "codeapi.db")
+    blobs: BlobStore
+    try:
+        if s3.configured:
+            s3_store = S3BlobStore(s3)
+            await s3_store.ensure_bucket()
+            blobs = s3_store
+        else:
+            blobs = LocalBlobStore(storage.data_dir / "blobs")
+    except BackendUnavailable:
+        await metadata.close()
+        raise
+    logger.info("storage_opened", metadata=metadata.name, blobs=blobs.name)
+    return metadata, blobs

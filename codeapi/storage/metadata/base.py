@@ -1,0 +1,89 @@
+"""Metadata records and the small protocols each backend implements (SQLite embedded, Redis shared)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    created_at: datetime  # UTC
+    expires_at: datetime  # UTC
+    user_id: str | None = None
+    entity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file of a session. ``blob_key`` may point at another session's blob (an input linked in)."""
+
+    session_id: str
+    file_id: str
+    name: str  # path under /mnt/data, may contain sub-directories
+    size_bytes: int
+    content_type: str
+    created_at: datetime  # UTC; LibreChat's lastModified
+    expires_at: datetime  # UTC
+    blob_key: str
+
+
+class SessionRecords(Protocol):
+    async def put_session(self, record: SessionRecord) -> None: ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """None when unknown or expired."""
+        ...
+
+    async def delete_session(self, session_id: str) -> None:
+        """Deletes the session and all its file records."""
+        ...
+
+    async def expired_sessions(self, now: datetime, limit: int) -> list[str]: ...
+
+    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None: ...
+
+
+class FileRecords(Protocol):
+    async def put_file(self, record: FileRecord) -> None: ...
+
+    async def get_file(self, session_id: str, file_id: str) -> FileRecord | None:
+        """None when unknown or expired."""
+        ...
+
+    async def list_files(self, session_id: str) -> list[FileRecord]:
+        """Unexpired files of the session, oldest first."""
+        ...
+
+    async def delete_file(self, session_id: str, file_id: str) -> bool:
+        """True when a record was removed."""
+        ...
+
+    async def count_files(self, session_id: str) -> int: ...
+
+    async def blob_in_use(self, blob_key: str) -> bool:
+        """True while any unexpired record references the blob (a linked input keeps it alive)."""
+        ...
+
+
+class SessionLocks(Protocol):
+    def lock(self, session_id: str, timeout_s: float, wait_s: float) -> AbstractAsyncContextManager[None]:
+        """Hold the session exclusively; raises SessionBusy after ``wait_s`` without the lock.
+
+        The lock lapses by itself ``timeout_s`` after it was taken, so a crashed holder cannot
+        block the session for longer than that.
+        """
+        ...
+
+
+class MetadataStore(SessionRecords, FileRecords, SessionLocks, Protocol):
+    name: str
+
+    async def ping(self) -> None:
+        """Raises BackendUnavailable when the store cannot answer."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,274 @@
+"""Shared metadata store on Redis (>= 7.0, for EXPIRE's NX/GT flags), for several replicas.
+
+Layout, under a configurable prefix (``codeapi`` by default):
+
+    {p}:session:{sid}       string  JSON SessionRecord
+    {p}:files:{sid}         hash    file_id -> JSON FileRecord
+    {p}:entity:{eid}        zset    session ids, score = created_at (µs)
+    {p}:sessions:expiry     zset    session ids, score = expires_at (µs); drives expired_sessions
+    {p}:blob:{blob_key}     zset    "{sid}/{file_id}" references, score = expires_at (µs)
+    {p}:lock:{sid}          string  redis-py Lock token
+
+Every key carries a TTL at or beyond the latest expiry it holds, so Redis never grows without
+bound even if the cleanup task never runs. Readers still filter by expires_at themselves: key TTLs
+include a grace period so that small clock differences between replicas and Redis cannot hide a
+record early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import LockError, RedisError
+
+from codeapi.config.groups import RedisSettings
+from codeapi.errors import BackendUnavailable, SessionBusy
+from codeapi.storage.metadata.base import FileRecord, SessionRecord
+from codeapi.storage.metadata.common import (
+    file_from_json,
+    file_to_json,
+    oldest_first,
+    session_from_json,
+    session_to_json,
+    to_micros,
+)
+
+logger = structlog.get_logger(__name__)
+
+RECORD_GRACE_MS = 60_000
+# The expiry index must outlive its entries long enough for a cleanup pass to see them.
+INDEX_GRACE_MS = 24 * 3600 * 1000
+ENTITY_SCAN = 20
+
+
+def _ms(moment: datetime) -> int:
+    return to_micros(moment) // 1000
+
+
+def _now_micros() -> int:
+    return to_micros(datetime.now(UTC))
+
+
+@contextmanager
+def _boundary(operation: str) -> Iterator[None]:
+    """Connection loss, timeouts and server-side refusals stop here as BackendUnavailable."""
+    try:
+        yield
+    except RedisError as exc:
+        logger.error("redis_failed", operation=operation, error=str(exc), error_type=type(exc).__name__)
+        raise BackendUnavailable(f"redis unavailable: {exc}") from exc
+
+
+def _connection_pool(settings: RedisSettings) -> aioredis.ConnectionPool:
+    common: dict[str, Any] = {
+        "max_connections": settings.max_connections,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "decode_responses": True,
+        # A couple of quick retries ride out a Redis restart or failover without the caller
+        # noticing; more would only delay the 503 when Redis is really gone.
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+    }
+    if settings.url:
+        # Parts present in the URL win over REDIS_PASSWORD / REDIS_DB (redis-py's from_url rule).
+        return aioredis.ConnectionPool.from_url(settings.url, password=settings.password, db=settings.db, **common)
+    return aioredis.ConnectionPool(
+        host=settings.host, port=settings.port, password=settings.password, db=settings.db, **common
+    )
+
+
+def _keep_until(pipe: Pipeline, key: str, deadline_ms: int) -> None:
+    """Make ``key`` live at least until ``deadline_ms``: NX sets a first TTL, GT only extends it."""
+    pipe.pexpireat(key, deadline_ms, nx=True)
+    pipe.pexpireat(key, deadline_ms, gt=True)
+
+
+class RedisMetadata:
+    name = "redis"
+
+    def __init__(self, settings: RedisSettings, prefix: str = "codeapi") -> None:
+        self.prefix = prefix
+        self._redis = aioredis.Redis(connection_pool=_connection_pool(settings))
+
+    def _session_key(self, session_id: str) -> str:
+        return f"{self.prefix}:session:{session_id}"
+
+    def _files_key(self, session_id: str) -> str:
+        return f"{self.prefix}:files:{session_id}"
+
+    def _entity_key(self, entity_id: str) -> str:
+        return f"{self.prefix}:entity:{entity_id}"
+
+    def _blob_key(self, blob_key: str) -> str:
+        return f"{self.prefix}:blob:{blob_key}"
+
+    @property
+    def _expiry_key(self) -> str:
+        return f"{self.prefix}:sessions:expiry"
+
+    async def ping(self) -> None:
+        with _boundary("ping"):
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        with _boundary("close"):
+            await self._redis.aclose(close_connection_pool=True)
+
+    def lock(self, session_id: str, timeout_s: float, wait_s: float) -> AbstractAsyncContextManager[None]:
+        return self._lock(session_id, timeout_s, wait_s)
+
+    @asynccontextmanager
+    async def _lock(self, session_id: str, timeout_s: float, wait_s: float) -> AsyncIterator[None]:
+        # The lock's own TTL (timeout) frees the session if the holding replica dies.
+        lock = self._redis.lock(
+            f"{self.prefix}:lock:{session_id}",
+            timeout=timeout_s,
+            blocking=True,
+            blocking_timeout=wait_s,
+            sleep=min(0.05, max(wait_s / 10, 0.005)),
+            thread_local=False,
+        )
+        with _boundary("lock"):
+            acquired = await lock.acquire()
+        if not acquired:
+            raise SessionBusy(f"Session {session_id} is busy")
+        try:
+            yield
+        finally:
+            try:
+                await lock.release()
+            except LockError:
+                logger.warning("session_lock_lost", session_id=session_id, backend="redis")
+            except RedisError as exc:
+                # The lock lapses on its own after timeout_s; the work itself already finished.
+                logger.warning("session_lock_release_failed", session_id=session_id, error=str(exc))
+
+    async def put_session(self, record: SessionRecord) -> None:
+        expires_ms = _ms(record.expires_at)
+        with _boundary("put_session"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    self._session_key(record.session_id),
+                    session_to_json(record),
+                    pxat=expires_ms + RECORD_GRACE_MS,
+                )
+                pipe.zadd(self._expiry_key, {record.session_id: to_micros(record.expires_at)})
+                _keep_until(pipe, self._expiry_key, expires_ms + INDEX_GRACE_MS)
+                if record.entity_id is not None:
+                    entity_key = self._entity_key(record.entity_id)
+                    pipe.zadd(entity_key, {record.session_id: to_micros(record.created_at)})
+                    _keep_until(pipe, entity_key, expires_ms + RECORD_GRACE_MS)
+                await pipe.execute()
+
+    async def _load_session(self, session_id: str) -> SessionRecord | None:
+        """The stored record even if expired (delete_session still needs its entity id)."""
+        raw = await self._redis.get(self._session_key(session_id))
+        return session_from_json(raw) if raw is not None else None
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        with _boundary("get_session"):
+            record = await self._load_session(session_id)
+        if record is None or to_micros(record.expires_at) <= _now_micros():
+            return None
+        return record
+
+    async def delete_session(self, session_id: str) -> None:
+        with _boundary("delete_session"):
+            record = await self._load_session(session_id)
+            files = [file_from_json(raw) for raw in await self._redis.hvals(self._files_key(session_id))]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._session_key(session_id), self._files_key(session_id))
+                pipe.zrem(self._expiry_key, session_id)
+                if record is not None and record.entity_id is not None:
+                    pipe.zrem(self._entity_key(record.entity_id), session_id)
+                for file in files:
+                    pipe.zrem(self._blob_key(file.blob_key), f"{session_id}/{file.file_id}")
+                await pipe.execute()
+
+    async def expired_sessions(self, now: datetime, limit: int) -> list[str]:
+        with _boundary("expired_sessions"):
+            found = await self._redis.zrangebyscore(self._expiry_key, "-inf", to_micros(now), start=0, num=limit)
+        return [str(session_id) for session_id in found]
+
+    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None:
+        entity_key = self._entity_key(entity_id)
+        with _boundary("latest_session_for_entity"):
+            newest = await self._redis.zrevrange(entity_key, 0, ENTITY_SCAN - 1)
+            session_ids = [str(session_id) for session_id in newest]
+            if not session_ids:
+                return None
+            raws = await self._redis.mget([self._session_key(sid) for sid in session_ids])
+            gone = [sid for sid, raw in zip(session_ids, raws, strict=True) if raw is None]
+            if gone:
+                await self._redis.zrem(entity_key, *gone)
+        now = _now_micros()
+        for raw in raws:
+            if raw is None:
+                continue
+            record = session_from_json(raw)
+            if record.entity_id == entity_id and to_micros(record.expires_at) > now:
+                return record
+        return None
+
+    async def put_file(self, record: FileRecord) -> None:
+        files_key = self._files_key(record.session_id)
+        reference = f"{record.session_id}/{record.file_id}"
+        deadline_ms = _ms(record.expires_at) + RECORD_GRACE_MS
+        with _boundary("put_file"):
+            previous = await self._redis.hget(files_key, record.file_id)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if previous is not None:
+                    pipe.zrem(self._blob_key(file_from_json(previous).blob_key), reference)
+                pipe.hset(files_key, record.file_id, file_to_json(record))
+                _keep_until(pipe, files_key, deadline_ms)
+                blob_refs = self._blob_key(record.blob_key)
+                pipe.zadd(blob_refs, {reference: to_micros(record.expires_at)})
+                _keep_until(pipe, blob_refs, deadline_ms)
+                await pipe.execute()
+
+    async def get_file(self, session_id: str, file_id: str) -> FileRecord | None:
+        with _boundary("get_file"):
+            raw = await self._redis.hget(self._files_key(session_id), file_id)
+        if raw is None:
+            return None
+        record = file_from_json(raw)
+        return record if to_micros(record.expires_at) > _now_micros() else None
+
+    async def _live_files(self, session_id: str) -> list[FileRecord]:
+        raws = await self._redis.hvals(self._files_key(session_id))
+        now = _now_micros()
+        records = (file_from_json(raw) for raw in raws)
+        return [record for record in records if to_micros(record.expires_at) > now]
+
+    async def list_files(self, session_id: str) -> list[FileRecord]:
+        with _boundary("list_files"):
+            return oldest_first(await self._live_files(session_id))
+
+    async def delete_file(self, session_id: str, file_id: str) -> bool:
+        files_key = self._files_key(session_id)
+        with _boundary("delete_file"):
+            previous = await self._redis.hget(files_key, file_id)
+            if previous is None:
+                return False
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(files_key, file_id)
+                pipe.zrem(self._blob_key(file_from_json(previous).blob_key), f"{session_id}/{file_id}")
+                removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def count_files(self, session_id: str) -> int:
+        with _boundary("count_files"):
+            return len(await self._live_files(session_id))
+
+    async def blob_in_use(self, blob_key: str) -> bool:
+        with _boundary("blob_in_use"):
+            live: int = await self._redis.zcount(self._blob_key(blob_key), f"({_now_micros()}", "+inf")
+        return live > 0

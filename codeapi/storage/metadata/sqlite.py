@@ -1,0 +1,263 @@
+"""Embedded metadata store: one SQLite file in WAL mode, for a single replica.
+
+Times are stored as integer microseconds since the epoch (UTC) so comparisons are exact and
+indexable; records come back with tz-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from codeapi.errors import BackendUnavailable
+from codeapi.storage.metadata.base import FileRecord, SessionRecord
+from codeapi.storage.metadata.common import from_micros, oldest_first, to_micros
+from codeapi.storage.metadata.locks import LocalSessionLocks
+
+logger = structlog.get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    user_id TEXT,
+    entity_id TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+CREATE INDEX IF NOT EXISTS sessions_entity ON sessions (entity_id, created_at);
+CREATE TABLE IF NOT EXISTS files (
+    session_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    blob_key TEXT NOT NULL,
+    PRIMARY KEY (session_id, file_id)
+);
+CREATE INDEX IF NOT EXISTS files_blob ON files (blob_key, expires_at);
+"""
+
+SESSION_COLUMNS = "session_id, created_at, expires_at, user_id, entity_id"
+FILE_COLUMNS = "session_id, file_id, name, size_bytes, content_type, created_at, expires_at, blob_key"
+
+
+def _now() -> int:
+    return to_micros(datetime.now(UTC))
+
+
+def _session(row: sqlite3.Row) -> SessionRecord:
+    return SessionRecord(
+        session_id=row["session_id"],
+        created_at=from_micros(row["created_at"]),
+        expires_at=from_micros(row["expires_at"]),
+        user_id=row["user_id"],
+        entity_id=row["entity_id"],
+    )
+
+
+def _file(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        session_id=row["session_id"],
+        file_id=row["file_id"],
+        name=row["name"],
+        size_bytes=row["size_bytes"],
+        content_type=row["content_type"],
+        created_at=from_micros(row["created_at"]),
+        expires_at=from_micros(row["expires_at"]),
+        blob_key=row["blob_key"],
+    )
+
+
+@contextmanager
+def _boundary(operation: str) -> Iterator[None]:
+    """sqlite3 errors (locked, disk full, unreadable file) stop here as BackendUnavailable."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        logger.error("sqlite_failed", operation=operation, error=str(exc))
+        raise BackendUnavailable(f"sqlite unavailable: {exc}") from exc
+
+
+class SqliteMetadata:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._locks = LocalSessionLocks()
+        # One connection is shared by all tasks: a write and its commit must not interleave with
+        # another task's, or one task would commit the other's half-done transaction.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteMetadata:
+        store = cls(path)
+        await store.connect()
+        return store
+
+    async def connect(self) -> None:
+        with _boundary("connect"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path)
+            db.row_factory = sqlite3.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            # WAL makes NORMAL durable across application crashes; only a power loss can drop
+            # the last transactions, which for expiring session metadata is acceptable.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(SCHEMA)
+            await db.commit()
+            self._db = db
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise BackendUnavailable("sqlite unavailable: store is not connected")
+        return self._db
+
+    async def _write(self, *statements: tuple[str, tuple[Any, ...]]) -> int:
+        """Run the statements as one transaction; returns the last statement's row count."""
+        async with self._write_lock:
+            try:
+                rowcount = 0
+                for sql, params in statements:
+                    cursor = await self.db.execute(sql, params)
+                    rowcount = cursor.rowcount
+                await self.db.commit()
+            except sqlite3.Error:
+                await self.db.rollback()
+                raise
+        return rowcount
+
+    def lock(self, session_id: str, timeout_s: float, wait_s: float) -> AbstractAsyncContextManager[None]:
+        return self._locks.lock(session_id, timeout_s, wait_s)
+
+    async def ping(self) -> None:
+        with _boundary("ping"):
+            await self.db.execute("SELECT 1")
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            with _boundary("close"):
+                await db.close()
+
+    async def put_session(self, record: SessionRecord) -> None:
+        with _boundary("put_session"):
+            await self._write(
+                (
+                    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        record.session_id,
+                        to_micros(record.created_at),
+                        to_micros(record.expires_at),
+                        record.user_id,
+                        record.entity_id,
+                    ),
+                )
+            )
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        with _boundary("get_session"):
+            async with self.db.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ? AND expires_at > ?",
+                (session_id, _now()),
+            ) as cursor:
+                row = await cursor.fetchone()
+        return _session(row) if row is not None else None
+
+    async def delete_session(self, session_id: str) -> None:
+        with _boundary("delete_session"):
+            await self._write(
+                ("DELETE FROM files WHERE session_id = ?", (session_id,)),
+                ("DELETE FROM sessions WHERE session_id = ?", (session_id,)),
+            )
+
+    async def expired_sessions(self, now: datetime, limit: int) -> list[str]:
+        with _boundary("expired_sessions"):
+            async with self.db.execute(
+                "SELECT session_id FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+                (to_micros(now), limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+        return [row["session_id"] for row in rows]
+
+    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None:
+        with _boundary("latest_session_for_entity"):
+            async with self.db.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE entity_id = ? AND expires_at > ?"
+                " ORDER BY created_at DESC, session_id DESC LIMIT 1",
+                (entity_id, _now()),
+            ) as cursor:
+                row = await cursor.fetchone()
+        return _session(row) if row is not None else None
+
+    async def put_file(self, record: FileRecord) -> None:
+        with _boundary("put_file"):
+            await self._write(
+                (
+                    f"INSERT OR REPLACE INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.session_id,
+                        record.file_id,
+                        record.name,
+                        record.size_bytes,
+                        record.content_type,
+                        to_micros(record.created_at),
+                        to_micros(record.expires_at),
+                        record.blob_key,
+                    ),
+                )
+            )
+
+    async def get_file(self, session_id: str, file_id: str) -> FileRecord | None:
+        with _boundary("get_file"):
+            async with self.db.execute(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE session_id = ? AND file_id = ? AND expires_at > ?",
+                (session_id, file_id, _now()),
+            ) as cursor:
+                row = await cursor.fetchone()
+        return _file(row) if row is not None else None
+
+    async def list_files(self, session_id: str) -> list[FileRecord]:
+        with _boundary("list_files"):
+            async with self.db.execute(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE session_id = ? AND expires_at > ?",
+                (session_id, _now()),
+            ) as cursor:
+                rows = await cursor.fetchall()
+        return oldest_first([_file(row) for row in rows])
+
+    async def delete_file(self, session_id: str, file_id: str) -> bool:
+        with _boundary("delete_file"):
+            removed = await self._write(
+                ("DELETE FROM files WHERE session_id = ? AND file_id = ?", (session_id, file_id))
+            )
+        return removed > 0
+
+    async def count_files(self, session_id: str) -> int:
+        with _boundary("count_files"):
+            async with self.db.execute(
+                "SELECT COUNT(*) FROM files WHERE session_id = ? AND expires_at > ?", (session_id, _now())
+            ) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    async def blob_in_use(self, blob_key: str) -> bool:
+        with _boundary("blob_in_use"):
+            async with self.db.execute(
+                "SELECT 1 FROM files WHERE blob_key = ? AND expires_at > ? LIMIT 1", (blob_key, _now())
+            ) as cursor:
+                row = await cursor.fetchone()
+        return row is not None

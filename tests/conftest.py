@@ -1,0 +1,96 @@
+"""Shared fixtures: a real app (real nsjail, real storage) behind an in-process HTTP client.
+
+``make_client(**overrides)`` builds an app from explicit settings (never os.environ) and runs its
+lifespan; ``client`` is one shared app on the default limits for tests that need nothing special.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from codeapi.app import create_app
+from codeapi.config import Settings
+
+API_KEY = "test-key-0123456789abcdef"
+TEST_ROOT = Path("/tmp/codeapi-tests")
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def test_settings(root: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "API_KEY": API_KEY,
+        "DATA_DIR": str(root / "data"),
+        "SANDBOX_BASE_DIR": str(root / "sandboxes"),
+        "MAX_EXECUTION_TIME": 20,
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "text",
+    }
+    values.update({key.upper(): value for key, value in overrides.items()})
+    return Settings.load(values, env_file=None, environ=False)
+
+
+@pytest.fixture(scope="session")
+def test_root() -> Path:
+    root = TEST_ROOT / f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    root.mkdir(parents=True)
+    # Sandboxes reach their bind sources through this path, so it must be traversable.
+    for path in (TEST_ROOT, root):
+        path.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@asynccontextmanager
+async def running_client(settings: Settings, headers: dict[str, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://codeapi.test", headers=headers, timeout=120
+        ) as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+def make_client(test_root: Path) -> ClientFactory:
+    def factory(
+        headers: dict[str, str] | None = None, **overrides: Any
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        root = test_root / uuid.uuid4().hex[:8]
+        root.mkdir()
+        root.chmod(0o711)
+        return running_client(test_settings(root, **overrides), {"x-api-key": API_KEY} if headers is None else headers)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+async def client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as shared:
+        yield shared
+
+
+async def upload(
+    client: httpx.AsyncClient, name: str, content: bytes, path: str = "/upload", **fields: str
+) -> dict[str, Any]:
+    response = await client.post(path, files={"file": (name, content)}, data=fields)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def run(client: httpx.AsyncClient, lang: str, code: str, **extra: Any) -> dict[str, Any]:
+    response = await client.post("/exec", json={"lang": lang, "code": code, **extra})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

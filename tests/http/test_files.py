@@ -1,0 +1,154 @@
+"""Uploads, listings, object info, downloads and deletes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import httpx
+
+from codeapi.sessions.ids import is_id
+from tests.conftest import upload
+
+
+async def test_upload_answers_success_with_both_session_fields(client: httpx.AsyncClient) -> None:
+    body = await upload(client, "d.csv", b"1,2\n", kind="user", id="u1")
+    assert body["message"] == "success"
+    assert body["storage_session_id"] == body["session_id"]
+    assert is_id(body["storage_session_id"])
+    assert body["files"][0]["filename"] == "d.csv"
+    assert is_id(body["files"][0]["fileId"])
+
+
+async def test_each_upload_creates_a_new_storage_session(client: httpx.AsyncClient) -> None:
+    first = await upload(client, "a.txt", b"a")
+    second = await upload(client, "a.txt", b"a")
+    assert first["storage_session_id"] != second["storage_session_id"]
+
+
+async def test_batch_upload_keeps_subdirectories_and_counts(client: httpx.AsyncClient) -> None:
+    files = [
+        ("file", ("skills/demo/SKILL.md", b"# demo")),
+        ("file", ("skills/demo/run.py", b"print(1)")),
+    ]
+    response = await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "version": "2"})
+    body = response.json()
+    assert response.status_code == 200
+    assert body["message"] == "success"
+    assert body["succeeded"] == 2 and body["failed"] == 0
+    assert [item["filename"] for item in body["files"]] == ["skills/demo/SKILL.md", "skills/demo/run.py"]
+    assert all(item["status"] == "success" and is_id(item["fileId"]) for item in body["files"])
+
+
+async def test_batch_upload_reports_bad_files_individually(client: httpx.AsyncClient) -> None:
+    files = [("file", ("ok.txt", b"ok")), ("file", ("../../etc/passwd", b"x"))]
+    body = (await client.post("/upload/batch", files=files)).json()
+    assert body["message"] == "partial"
+    assert body["succeeded"] == 1 and body["failed"] == 1
+    assert body["files"][1]["status"] == "error"
+    assert "error" in body["files"][1]
+
+
+async def test_upload_without_file_part_is_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.post("/upload", data={"kind": "user"}, files={"other": ("x", b"1")})
+    assert response.status_code == 400
+    assert response.json()["error_type"] == "validation"
+
+
+async def test_upload_that_is_not_multipart_is_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.post("/upload", json={"file": "x"})
+    assert response.status_code == 400
+
+
+async def test_listing_details_match_the_contract(client: httpx.AsyncClient) -> None:
+    body = await upload(client, "report.csv", b"a,b\n")
+    session_id, file_id = body["storage_session_id"], body["files"][0]["fileId"]
+
+    summary = (await client.get(f"/files/{session_id}", params={"detail": "summary"})).json()
+    assert summary[0]["name"] == f"{session_id}/{file_id}"
+    assert summary[0]["fileId"] == file_id
+    assert summary[0]["lastModified"].endswith("Z")
+    moment = datetime.fromisoformat(summary[0]["lastModified"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - moment).total_seconds()) < 300
+
+    full = (await client.get(f"/files/{session_id}", params={"detail": "full", "kind": "user", "id": "x"})).json()
+    assert full[0]["id"] == file_id
+    assert full[0]["storage_session_id"] == session_id
+    assert full[0]["size"] == 4
+    assert full[0]["metadata"]["original-filename"] == "report.csv"
+    assert full[0]["lastModified"].endswith("Z")
+
+    default = (await client.get(f"/files/{session_id}")).json()
+    assert default == full
+
+    simple = (await client.get(f"/files/{session_id}", params={"detail": "simple"})).json()
+    assert simple == [{"id": file_id, "name": "report.csv", "path": "/mnt/data/report.csv"}]
+
+
+async def test_listing_unknown_session_is_empty_not_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/files/" + "Z" * 21, params={"detail": "summary"})
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+async def test_object_info_reports_creation_time_and_name(client: httpx.AsyncClient) -> None:
+    body = await upload(client, "x.json", b"{}")
+    session_id, file_id = body["storage_session_id"], body["files"][0]["fileId"]
+    info = await client.get(f"/sessions/{session_id}/objects/{file_id}", params={"kind": "user", "id": "u"})
+    assert info.status_code == 200
+    assert info.json()["originalFilename"] == "x.json"
+    assert info.json()["lastModified"].endswith("Z")
+    missing = await client.get(f"/sessions/{session_id}/objects/{'N' * 21}")
+    assert missing.status_code == 404
+
+
+async def test_download_streams_bytes_with_rfc5987_unicode_name(client: httpx.AsyncClient) -> None:
+    name = "résumé 数据.txt"
+    payload = bytes(range(256)) * 10
+    body = await upload(client, name, payload)
+    session_id, file_id = body["storage_session_id"], body["files"][0]["fileId"]
+    response = await client.get(f"/download/{session_id}/{file_id}", params={"kind": "user", "id": "u"})
+    assert response.status_code == 200
+    assert response.content == payload
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith("attachment; filename=")
+    assert f"filename*=UTF-8''{quote(name, safe='')}" in disposition
+    assert response.headers["cache-control"] == "private, max-age=3600"
+
+
+async def test_download_unknown_file_is_404_with_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/download/{'A' * 21}/{'B' * 21}")
+    assert response.status_code == 404
+    body = response.json()
+    assert body["error"] == "File not found"
+    assert body["error_type"] == "resource_not_found"
+    assert isinstance(body["timestamp"], float)
+
+
+async def test_delete_removes_file_from_listing_and_download(client: httpx.AsyncClient) -> None:
+    body = await upload(client, "tmp.txt", b"bye")
+    session_id, file_id = body["storage_session_id"], body["files"][0]["fileId"]
+    response = await client.delete(f"/files/{session_id}/{file_id}")
+    assert response.status_code == 204
+    assert (await client.get(f"/files/{session_id}")).json() == []
+    assert (await client.get(f"/download/{session_id}/{file_id}")).status_code == 404
+    assert (await client.delete(f"/files/{session_id}/{file_id}")).status_code == 404
+
+
+async def test_upload_names_are_sanitised(client: httpx.AsyncClient) -> None:
+    body = await upload(client, "/mnt/data/sub/./ok.txt", b"1")
+    assert body["files"][0]["filename"] == "sub/ok.txt"
+    for bad in ("../escape.txt", "a/../../b", "  "):
+        response = await client.post("/upload", files={"file": (bad, b"1")})
+        assert response.status_code == 400, bad
+
+
+async def test_health_is_open_and_names_backends(make_client) -> None:  # type: ignore[no-untyped-def]
+    async with make_client(headers={}) as anonymous:
+        response = await anonymous.get("/health")
+        assert response.status_code == 200
+        assert response.json()["status"] == "healthy"
+        assert response.json()["backends"] == {"metadata": "sqlite", "files": "local"}
+        assert (await anonymous.get("/v1/health")).status_code == 200
+        assert (await anonymous.get("/docs")).status_code == 200
+        assert (await anonymous.get("/openapi.json")).status_code == 200

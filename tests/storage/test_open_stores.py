@@ -1,0 +1,53 @@
+"""Backend selection: shared backends when configured, embedded ones otherwise."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from codeapi.config.groups import RedisSettings, S3Settings, StorageSettings
+from codeapi.storage import open_stores
+from codeapi.storage.blobs.local import LocalBlobStore
+from codeapi.storage.blobs.s3 import S3BlobStore
+from codeapi.storage.metadata.redis import RedisMetadata
+from codeapi.storage.metadata.sqlite import SqliteMetadata
+from tests.servers import SeaweedServer
+from tests.storage.conftest import s3_test_settings
+
+
+def storage_at(path: Path) -> StorageSettings:
+    return StorageSettings(_env_file=None, data_dir=path)  # type: ignore[call-arg]
+
+
+async def test_embedded_backends_when_nothing_is_configured(tmp_path: Path) -> None:
+    data_dir = tmp_path / "not-yet-there"
+    metadata, blobs = await open_stores(
+        storage_at(data_dir),
+        RedisSettings(_env_file=None),  # type: ignore[call-arg]
+        S3Settings(_env_file=None),  # type: ignore[call-arg]
+    )
+    try:
+        assert isinstance(metadata, SqliteMetadata)
+        assert isinstance(blobs, LocalBlobStore)
+        assert (data_dir / "codeapi.db").is_file()
+        assert blobs.root == data_dir / "blobs"
+        await metadata.ping()
+        await blobs.ping()
+    finally:
+        await metadata.close()
+
+
+async def test_shared_backends_when_configured(
+    tmp_path: Path, shared_redis: RedisSettings, seaweed: SeaweedServer
+) -> None:
+    bucket = f"open-{uuid.uuid4().hex[:12]}"
+    metadata, blobs = await open_stores(
+        storage_at(tmp_path / "data"), shared_redis, s3_test_settings(seaweed.endpoint, bucket=bucket)
+    )
+    try:
+        assert isinstance(metadata, RedisMetadata)
+        assert isinstance(blobs, S3BlobStore)
+        await metadata.ping()
+        await blobs.ping()  # the bucket was created on open
+    finally:
+        await metadata.close()
