@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,16 @@ import pytest
 
 from codeapi.app import create_app
 from codeapi.config import Settings
+from tests.servers import SeaweedServer, ensure_redis, start_seaweedfs
 
 API_KEY = "test-key-0123456789abcdef"
 TEST_ROOT = Path("/tmp/codeapi-tests")
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+# The API suite runs on both backend pairs: embedded (SQLite + local disk) and shared (Redis + S3).
+BACKENDS = ("embedded", "shared")
+API_REDIS_DB = 9
 
 
 def test_settings(root: Path, **overrides: Any) -> Settings:
@@ -75,8 +80,29 @@ def make_client(test_root: Path) -> ClientFactory:
 
 
 @pytest.fixture(scope="session")
-async def client(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client() as shared:
+def api_seaweed(test_root: Path) -> Iterator[SeaweedServer]:
+    server = start_seaweedfs(test_root / "seaweedfs")
+    yield server
+    server.stop()
+
+
+def shared_backend(seaweed: SeaweedServer, redis_db: int = API_REDIS_DB) -> dict[str, Any]:
+    """The settings that switch an app to Redis + S3 (what an operator sets)."""
+    ensure_redis()
+    return {
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "S3_ENDPOINT": seaweed.endpoint,
+        "S3_ACCESS_KEY": "codeapi-test",
+        "S3_SECRET_KEY": "codeapi-test-secret",
+        "S3_BUCKET": "codeapi-api-tests",
+        "S3_REGION": "us-east-1",
+    }
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def client(request: pytest.FixtureRequest, make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    overrides = shared_backend(request.getfixturevalue("api_seaweed")) if request.param == "shared" else {}
+    async with make_client(**overrides) as shared:
         yield shared
 
 

@@ -143,6 +143,16 @@ class SeaweedServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        for leftover in self._socket_files():
+            leftover.unlink(missing_ok=True)
+
+    def _socket_files(self) -> list[Path]:
+        """Unix sockets weed mini leaves in /tmp, named after our ports (no flag moves them all)."""
+        return [
+            Path(f"/tmp/seaweedfs-s3-{self.ports['s3']}.sock"),
+            Path(f"/tmp/seaweedfs-filer-{self.ports['filer']}.sock"),
+            Path(f"/tmp/seaweedfs-admin-grpc-{self.ports['admin'] + GRPC_OFFSET}.sock"),
+        ]
 
 
 def start_seaweedfs(tmp_dir: Path) -> SeaweedServer:

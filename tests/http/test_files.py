@@ -152,3 +152,11 @@ async def test_health_is_open_and_names_backends(make_client) -> None:  # type: 
         assert (await anonymous.get("/v1/health")).status_code == 200
         assert (await anonymous.get("/docs")).status_code == 200
         assert (await anonymous.get("/openapi.json")).status_code == 200
+
+
+async def test_health_reports_the_active_backends(client: httpx.AsyncClient, request) -> None:  # type: ignore[no-untyped-def]
+    expected = {
+        "embedded": {"metadata": "sqlite", "files": "local"},
+        "shared": {"metadata": "redis", "files": "s3"},
+    }[request.node.callspec.params["client"]]
+    assert (await client.get("/health")).json()["backends"] == expected

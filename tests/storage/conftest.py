@@ -23,12 +23,19 @@ REDIS_TEST_DB = 5
 TEST_BUCKET = "test-bucket"
 
 
-def redis_test_settings(port: int = 6379, **extra: float) -> RedisSettings:
-    return RedisSettings(_env_file=None, host="127.0.0.1", port=port, db=REDIS_TEST_DB, **extra)  # type: ignore[call-arg]
+def redis_test_settings(port: int = 6379, timeout_s: float = 5.0) -> RedisSettings:
+    return RedisSettings(
+        _env_file=None,
+        host="127.0.0.1",
+        port=port,
+        db=REDIS_TEST_DB,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
 
 
 def s3_test_settings(endpoint: str, bucket: str = TEST_BUCKET) -> S3Settings:
-    return S3Settings(  # type: ignore[call-arg]
+    return S3Settings(
         _env_file=None,
         endpoint=endpoint,
         access_key="any",

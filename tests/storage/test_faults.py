@@ -18,7 +18,7 @@ from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.base import SessionRecord
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
-from tests.servers import RedisServer, SeaweedServer, start_redis, start_seaweedfs
+from tests.servers import RedisServer, SeaweedServer, free_port, start_redis, start_seaweedfs
 from tests.storage.conftest import redis_test_settings, s3_test_settings
 
 
@@ -56,7 +56,7 @@ def seaweed_server(tmp_path: Path) -> Iterator[SeaweedServer]:
 
 
 async def test_redis_outage_and_recovery(redis_server: RedisServer) -> None:
-    settings = redis_test_settings(redis_server.port, socket_timeout=1, socket_connect_timeout=1)
+    settings = redis_test_settings(redis_server.port, timeout_s=1)
     store = RedisMetadata(settings)
     before = new_session()
     await store.put_session(before)
@@ -88,9 +88,7 @@ async def test_redis_outage_and_recovery(redis_server: RedisServer) -> None:
 
 
 async def test_unreachable_redis_fails_fast_without_a_server() -> None:
-    from tests.servers import free_port
-
-    store = RedisMetadata(redis_test_settings(free_port(), socket_timeout=1, socket_connect_timeout=1))
+    store = RedisMetadata(redis_test_settings(free_port(), timeout_s=1))
     await assert_unavailable(store.ping, lambda: store.get_session(new_id()))
     await store.close()
 

@@ -16,15 +16,15 @@ from tests.storage.conftest import s3_test_settings
 
 
 def storage_at(path: Path) -> StorageSettings:
-    return StorageSettings(_env_file=None, data_dir=path)  # type: ignore[call-arg]
+    return StorageSettings(_env_file=None, data_dir=path)
 
 
 async def test_embedded_backends_when_nothing_is_configured(tmp_path: Path) -> None:
     data_dir = tmp_path / "not-yet-there"
     metadata, blobs = await open_stores(
         storage_at(data_dir),
-        RedisSettings(_env_file=None),  # type: ignore[call-arg]
-        S3Settings(_env_file=None),  # type: ignore[call-arg]
+        RedisSettings(_env_file=None),
+        S3Settings(_env_file=None),
     )
     try:
         assert isinstance(metadata, SqliteMetadata)

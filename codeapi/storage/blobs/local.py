@@ -120,8 +120,8 @@ class LocalBlobStore:
         with _boundary("delete", key):
             try:
                 await asyncio.to_thread(path.unlink)
-            except (FileNotFoundError, NotADirectoryError):
-                pass
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                pass  # no blob under this key: deleting is idempotent
 
     async def delete_prefix(self, prefix: str) -> int:
         with _boundary("delete_prefix", prefix):
