@@ -92,7 +92,13 @@ def create_app(settings: Settings) -> FastAPI:
             spool_dir=spool_dir,
             backends={"metadata": metadata.name, "files": blobs.name},
         )
-        sweeper = asyncio.create_task(run_sweeper(sessions, interval_s=settings.session.cleanup_interval_minutes * 60))
+        sweeper = asyncio.create_task(
+            run_sweeper(
+                sessions,
+                interval_s=settings.session.cleanup_interval_minutes * 60,
+                reap_orphans=settings.session.enable_orphan_s3_cleanup,
+            )
+        )
         logger.info("codeapi.started", version=__version__, metadata=metadata.name, files=blobs.name)
         try:
             yield

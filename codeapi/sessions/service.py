@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from codeapi.errors import FileNotFound, FileTooLarge, TooManyFiles
+from codeapi.errors import FileNotFound, FileTooLarge, SessionBusy, TooManyFiles
 from codeapi.sessions.ids import new_id
 from codeapi.sessions.names import content_type_for
 from codeapi.storage import keys
@@ -17,6 +17,7 @@ from codeapi.storage.metadata.base import FileRecord, MetadataStore, SessionReco
 logger = structlog.get_logger(__name__)
 
 MB = 1024 * 1024
+SWEEP_LOCK_S = 300
 
 
 def utcnow() -> datetime:
@@ -105,13 +106,41 @@ class SessionService:
             await self.blobs.delete(record.blob_key)
 
     async def expire(self, now: datetime, batch: int = 100) -> int:
-        """Delete expired sessions with their blobs; returns how many sessions were removed."""
+        """Delete expired sessions with their blobs; returns how many sessions were removed.
+
+        A session that an execution holds right now is skipped (its lock is taken without
+        waiting) and comes up again in the next sweep, so a sweep never pulls files from
+        under a running execution.
+        """
         removed = 0
-        while session_ids := await self.metadata.expired_sessions(now, batch):
+        skipped: set[str] = set()
+        while session_ids := [sid for sid in await self.metadata.expired_sessions(now, batch) if sid not in skipped]:
             for session_id in session_ids:
-                await self.metadata.delete_session(session_id)
-                await self.blobs.delete_prefix(keys.session_prefix(session_id))
+                try:
+                    async with self.metadata.lock(session_id, timeout_s=SWEEP_LOCK_S, wait_s=0):
+                        await self.metadata.delete_session(session_id)
+                        await self.blobs.delete_prefix(keys.session_prefix(session_id))
+                except SessionBusy:
+                    skipped.add(session_id)
+                    continue
                 removed += 1
             if len(session_ids) < batch:
                 break
         return removed
+
+    async def reap_orphans(self) -> int:
+        """Delete blobs of sessions that have no metadata (a crash between the two deletes, or
+        metadata lost with a non-persistent Redis). Sessions are created before their first blob
+        is written, so a blob without a session is never one that is still being uploaded."""
+        orphans: set[str] = set()
+        checked: dict[str, bool] = {}
+        async for key in self.blobs.list_keys(keys.SESSIONS_PREFIX):
+            session_id = keys.session_of(key)
+            if session_id is None or session_id in checked:
+                continue
+            checked[session_id] = await self.metadata.get_session(session_id) is not None
+            if not checked[session_id]:
+                orphans.add(session_id)
+        for session_id in orphans:
+            await self.blobs.delete_prefix(keys.session_prefix(session_id))
+        return len(orphans)

@@ -1,4 +1,7 @@
-"""Background expiry of sessions (SESSION_TTL_HOURS, every SESSION_CLEANUP_INTERVAL_MINUTES)."""
+"""Background expiry of sessions (SESSION_TTL_HOURS, every SESSION_CLEANUP_INTERVAL_MINUTES).
+
+Every replica runs the loop; a lock in the metadata store lets only one of them sweep at a time.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,32 @@ import asyncio
 
 import structlog
 
-from codeapi.errors import CodeapiError
+from codeapi.errors import SessionBusy
 from codeapi.sessions.service import SessionService, utcnow
 
 logger = structlog.get_logger(__name__)
 
-
-async def sweep_once(sessions: SessionService) -> int:
-    removed = await sessions.expire(utcnow())
-    if removed:
-        logger.info("sessions.expired", count=removed)
-    return removed
+SWEEPER_LOCK = "sweeper"
 
 
-async def run_sweeper(sessions: SessionService, interval_s: float) -> None:
+async def sweep_once(sessions: SessionService, reap_orphans: bool, lock_s: float) -> tuple[int, int]:
+    """Returns (expired sessions removed, orphaned sessions reaped); (0, 0) when another replica sweeps."""
+    try:
+        async with sessions.metadata.lock(SWEEPER_LOCK, timeout_s=lock_s, wait_s=0):
+            expired = await sessions.expire(utcnow())
+            orphans = await sessions.reap_orphans() if reap_orphans else 0
+    except SessionBusy:
+        logger.debug("sessions.sweep_skipped", reason="another replica is sweeping")
+        return 0, 0
+    if expired or orphans:
+        logger.info("sessions.swept", expired=expired, orphans=orphans)
+    return expired, orphans
+
+
+async def run_sweeper(sessions: SessionService, interval_s: float, reap_orphans: bool) -> None:
     while True:
         try:
-            await sweep_once(sessions)
-        except CodeapiError as error:
-            logger.warning("sessions.sweep_failed", error=error.message)
+            await sweep_once(sessions, reap_orphans, lock_s=interval_s)
+        except Exception:  # a background loop iteration: log and keep sweeping
+            logger.exception("sessions.sweep_failed")
         await asyncio.sleep(interval_s)

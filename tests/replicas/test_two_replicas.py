@@ -1,0 +1,152 @@
+"""Two `codeapi serve` processes on one Redis and one S3 behave as one service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, shared_backend
+from tests.servers import SeaweedServer, free_port
+
+REPLICA_REDIS_DB = 10
+START_TIMEOUT_S = 60
+
+
+class Replica:
+    def __init__(self, root: Path, backend: dict[str, object]) -> None:
+        self.port = free_port()
+        root.mkdir(parents=True)
+        root.chmod(0o711)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "API_KEY": API_KEY,
+            "DATA_DIR": str(root / "data"),
+            "SANDBOX_BASE_DIR": str(root / "sandboxes"),
+            "LOG_LEVEL": "WARNING",
+            "MAX_EXECUTION_TIME": "20",
+            **{key: str(value) for key, value in backend.items()},
+        }
+        self.log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.prefix + "/bin/codeapi", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            cwd=root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"replica exited: {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"replica did not start: {self.log.name}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def replicas(test_root: Path, api_seaweed: SeaweedServer) -> Iterator[tuple[Replica, Replica]]:
+    backend = shared_backend(api_seaweed, redis_db=REPLICA_REDIS_DB)
+    first = Replica(test_root / "replica-a", backend)
+    second = Replica(test_root / "replica-b", backend)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.fixture
+async def clients(replicas: tuple[Replica, Replica]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    headers = {"x-api-key": API_KEY}
+    async with (
+        httpx.AsyncClient(base_url=replicas[0].url, headers=headers, timeout=60) as first,
+        httpx.AsyncClient(base_url=replicas[1].url, headers=headers, timeout=60) as second,
+    ):
+        yield first, second
+
+
+async def test_replicas_report_shared_backends(clients: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    for client in clients:
+        assert (await client.get("/health")).json()["backends"] == {"metadata": "redis", "files": "s3"}
+
+
+async def test_upload_on_one_execute_on_other_download_on_first(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    first, second = clients
+    uploaded = (await first.post("/upload", files={"file": ("in.csv", b"a,b\n1,2\n")})).json()
+    ref = {"id": uploaded["files"][0]["fileId"], "storage_session_id": uploaded["storage_session_id"], "name": "in.csv"}
+    code = "import pandas as pd\ndf = pd.read_csv('in.csv')\ndf['c'] = df.a + df.b\ndf.to_csv('out.csv', index=False)"
+    executed = (await second.post("/exec", json={"lang": "py", "code": code, "files": [ref]})).json()
+    assert executed["stderr"] == ""
+    output = executed["files"][0]
+    download = await first.get(f"/download/{executed['session_id']}/{output['id']}")
+    assert download.status_code == 200
+    assert download.text == "a,b,c\n1,2,3\n"
+    listing = (await first.get(f"/files/{executed['session_id']}", params={"detail": "summary"})).json()
+    assert [entry["fileId"] for entry in listing] == [output["id"]]
+
+
+async def test_a_session_continues_on_the_other_replica(clients: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    first, second = clients
+    started = (await first.post("/exec", json={"lang": "bash", "code": "echo from-a > note.txt"})).json()
+    continued = await second.post(
+        "/exec",
+        json={"lang": "bash", "code": "cat note.txt; echo from-b >> note.txt", "session_id": started["session_id"]},
+    )
+    assert continued.json()["session_id"] == started["session_id"]
+    assert continued.json()["stdout"] == "from-a\n"
+    again = await first.post(
+        "/exec", json={"lang": "bash", "code": "cat note.txt", "session_id": started["session_id"]}
+    )
+    assert again.json()["stdout"] == "from-a\nfrom-b\n"
+
+
+async def test_concurrent_runs_of_one_session_on_two_replicas_are_serialised(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    first, second = clients
+    session_id = (await first.post("/exec", json={"lang": "bash", "code": "touch log.txt"})).json()["session_id"]
+
+    async def append(client: httpx.AsyncClient, marker: str) -> httpx.Response:
+        code = f"echo start-{marker} >> log.txt; sleep 1; echo end-{marker} >> log.txt"
+        return await client.post("/exec", json={"lang": "bash", "code": code, "session_id": session_id})
+
+    responses = await asyncio.gather(append(first, "a"), append(second, "b"))
+    statuses = sorted(response.status_code for response in responses)
+    final = (await first.post("/exec", json={"lang": "bash", "code": "cat log.txt", "session_id": session_id})).json()
+    lines = final["stdout"].split()
+    if statuses == [200, 200]:
+        # Serialised: both runs' lines are there, each run's pair unbroken (no lost update, no interleaving).
+        assert sorted(lines) == ["end-a", "end-b", "start-a", "start-b"]
+        assert lines[0].replace("start", "end") == lines[1]
+    else:
+        # The only other acceptable outcome: the second is refused with a clear 409, the first kept whole.
+        assert statuses == [200, 409]
+        assert len(lines) == 2 and lines[0].replace("start", "end") == lines[1]
