@@ -81,8 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
+        executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings))
         app.state.components = Components(
-            executions=ExecutionService(sessions, workspaces, programs, exec_limits(settings)),
+            executions=executions,
             sessions=sessions,
             keys=KeyChecker(settings.auth.valid_keys),
             auth_enabled=settings.auth.auth_enabled,
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_file_bytes=settings.limits.file_size_mb * MB,
             spool_dir=spool_dir,
             backends={"metadata": metadata.name, "files": blobs.name},
+            check_sandbox=executions.check_sandbox,
         )
         sweeper = asyncio.create_task(
             run_sweeper(

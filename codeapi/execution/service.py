@@ -16,6 +16,7 @@ from codeapi.execution.outcome import (
     termination_note,
 )
 from codeapi.execution.program import Program, ProgramRunner
+from codeapi.errors import SandboxFailure
 from codeapi.languages import get_language
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
@@ -106,6 +107,15 @@ class ExecutionService:
             result.termination,
             result.exit_code,
         )
+
+    async def check_sandbox(self) -> None:
+        """Run a trivial program through the real sandbox; raises SandboxFailure when it cannot."""
+        probe = get_language("bash")
+        job_id = new_id()
+        async with self.workspaces.job(job_id) as dirs:
+            ran = await self.programs.run(Program(probe, "exit 0", (), 10), dirs, job_id)
+        if not ran.result.ok:
+            raise SandboxFailure(f"sandbox probe ended with {ran.result.termination.value} ({ran.result.exit_code})")
 
     async def choose_session(self, request: ExecRequest) -> SessionRecord:
         """Continue an explicit session, then the entity's latest, then a same-user file's; else a new one."""

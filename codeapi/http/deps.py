@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,7 @@ class Components:
     max_file_bytes: int
     spool_dir: Path
     backends: dict[str, str]
+    check_sandbox: Callable[[], Awaitable[None]]
 
 
 def components(request: Request) -> Components:

@@ -160,3 +160,16 @@ async def test_health_reports_the_active_backends(client: httpx.AsyncClient, req
         "shared": {"metadata": "redis", "files": "s3"},
     }[request.node.callspec.params["client"]]
     assert (await client.get("/health")).json()["backends"] == expected
+
+
+async def test_detailed_health_checks_every_dependency(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/detailed")
+    assert response.status_code == 200
+    checks = response.json()["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "metadata": "healthy",
+        "files": "healthy",
+        "sandbox": "healthy",
+    }
+    anonymous = await client.get("/health/detailed", headers={"x-api-key": ""})
+    assert anonymous.status_code == 401

@@ -1,13 +1,17 @@
-"""Liveness: cheap, open, and names the active storage backends."""
+"""Liveness (cheap, open, names the backends) and a detailed check of every dependency."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
 from codeapi import __version__
-from codeapi.http.deps import Services
+from codeapi.errors import CodeapiError
+from codeapi.http.deps import Services, require_api_key
 
 router = APIRouter()
 
@@ -15,3 +19,29 @@ router = APIRouter()
 @router.get("/health")
 async def health(services: Services) -> dict[str, Any]:
     return {"status": "healthy", "version": __version__, "backends": services.backends}
+
+
+async def probe(check: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        await check()
+    except CodeapiError as error:
+        return {"status": "unhealthy", "error": error.message, "latency_ms": elapsed_ms(started)}
+    return {"status": "healthy", "latency_ms": elapsed_ms(started)}
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+@router.get("/health/detailed", dependencies=[Depends(require_api_key)])
+async def health_detailed(services: Services) -> JSONResponse:
+    """503 when any dependency fails, so a load balancer or monitor can act on the status alone."""
+    checks = {
+        "metadata": {"backend": services.backends["metadata"], **await probe(services.sessions.metadata.ping)},
+        "files": {"backend": services.backends["files"], **await probe(services.sessions.blobs.ping)},
+        "sandbox": await probe(services.check_sandbox),
+    }
+    healthy = all(check["status"] == "healthy" for check in checks.values())
+    body = {"status": "healthy" if healthy else "unhealthy", "version": __version__, "checks": checks}
+    return JSONResponse(body, status_code=200 if healthy else 503)
