@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from codeapi.errors import SandboxFailure
 from codeapi.execution.files import Fingerprint, Rejected, read_output, walk_outputs, write_input
 from codeapi.execution.outcome import (
     ExecOutcome,
@@ -16,7 +17,6 @@ from codeapi.execution.outcome import (
     termination_note,
 )
 from codeapi.execution.program import Program, ProgramRunner
-from codeapi.errors import SandboxFailure
 from codeapi.languages import get_language
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
