@@ -158,3 +158,10 @@ async def test_matplotlib_png_and_csv_come_back_as_files(client: httpx.AsyncClie
     assert png.headers["content-type"] == "image/png"
     csv = await client.get(f"/download/{body['session_id']}/{files['table.csv']}")
     assert csv.text == "x\n1\n2\n"
+
+
+async def test_long_runs_stream_whitespace_keepalives_before_the_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/exec", json={"lang": "bash", "code": "sleep 4; echo late"})
+    assert response.status_code == 200
+    assert response.text.startswith(" ")
+    assert response.json()["stdout"] == "late\n"

@@ -74,11 +74,9 @@ async def execute(body: ExecBody, request: Request, services: Services) -> Respo
 async def keep_alive(task: asyncio.Task[ExecOutcome], request: Request) -> AsyncIterator[bytes]:
     """Once streaming starts the status is 200, so a late failure is an error body with status 200."""
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
-            if done:
-                break
+        while not task.done():
             yield b" "
+            await asyncio.wait({task}, timeout=KEEPALIVE_S)
         try:
             payload = to_response(task.result())
         except CodeapiError as error:
