@@ -161,12 +161,16 @@ class ExecutionService:
         changed = [
             item for item in found if item.path not in staged or staged[item.path].fingerprint != item.fingerprint
         ]
-        if len(changed) > self.limits.max_output_files:
-            skipped = changed[self.limits.max_output_files :]
-            rejected += [
-                Rejected(item.path, f"more than {self.limits.max_output_files} output files") for item in skipped
-            ]
-            changed = changed[: self.limits.max_output_files]
+        room = await self.sessions.room_left(session_id)
+        allowed = min(self.limits.max_output_files, room)
+        if len(changed) > allowed:
+            reason = (
+                f"more than {self.limits.max_output_files} output files"
+                if allowed == self.limits.max_output_files
+                else "the session has reached its file limit"
+            )
+            rejected += [Rejected(item.path, reason) for item in changed[allowed:]]
+            changed = changed[:allowed]
         outputs: list[OutputFile] = []
         for item in changed:
             if len(item.path.encode()) > self.limits.max_filename_length:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from codeapi.errors import FileNotFound, FileTooLarge, SessionBusy, TooManyFiles
+from codeapi.errors import FileNotFound, FileTooLarge, SessionBusy
 from codeapi.sessions.ids import new_id
 from codeapi.sessions.names import content_type_for
 from codeapi.storage import keys
@@ -69,10 +69,9 @@ class SessionService:
     async def latest_for_entity(self, entity_id: str) -> SessionRecord | None:
         return await self.metadata.latest_session_for_entity(entity_id)
 
-    async def ensure_room(self, session_id: str, adding: int) -> None:
-        present = await self.metadata.count_files(session_id)
-        if present + adding > self.max_files_per_session:
-            raise TooManyFiles(f"Session would exceed the maximum of {self.max_files_per_session} files", field="file")
+    async def room_left(self, session_id: str) -> int:
+        """How many more files the session may hold (MAX_FILES_PER_SESSION)."""
+        return max(self.max_files_per_session - await self.metadata.count_files(session_id), 0)
 
     async def add_file(self, session_id: str, name: str, chunks: AsyncIterable[bytes]) -> FileRecord:
         """Store a new file; the size cap is enforced while streaming, before anything is visible."""

@@ -107,3 +107,12 @@ async def test_sandbox_cannot_write_a_file_over_max_file_size(tight: httpx.Async
     body = await run(tight, "bash", "head -c 2000000 /dev/zero > big.bin; echo small > ok.txt; wc -c < big.bin")
     assert "File too large" in body["stderr"] or "File size limit exceeded" in body["stderr"]
     assert int(body["stdout"]) <= 1024 * 1024
+
+
+async def test_a_session_never_grows_past_max_files_per_session(tight: httpx.AsyncClient) -> None:
+    first = await run(tight, "bash", "echo 1 > a.txt; echo 2 > b.txt")
+    second = await run(tight, "bash", "echo 3 > c.txt; echo 4 > d.txt", session_id=first["session_id"])
+    assert [item["name"] for item in second["files"]] == ["c.txt"]
+    assert "the session has reached its file limit" in second["stderr"]
+    listing = await tight.get(f"/files/{first['session_id']}")
+    assert len(listing.json()) == 3
