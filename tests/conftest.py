@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from codeapi.app import create_app
 from codeapi.config import Settings
@@ -29,6 +30,7 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 # The API suite runs on both backend pairs: embedded (SQLite + local disk) and shared (Redis + S3).
 BACKENDS = ("embedded", "shared")
 API_REDIS_DB = 9
+FLUSHED_REDIS_DBS: set[int] = set()
 
 
 def test_settings(root: Path, **overrides: Any) -> Settings:
@@ -89,6 +91,10 @@ def api_seaweed(test_root: Path) -> Iterator[SeaweedServer]:
 def shared_backend(seaweed: SeaweedServer, redis_db: int = API_REDIS_DB) -> dict[str, Any]:
     """The settings that switch an app to Redis + S3 (what an operator sets)."""
     ensure_redis()
+    if redis_db not in FLUSHED_REDIS_DBS:
+        # Metadata left by an earlier run points at a SeaweedFS that no longer exists.
+        redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
+        FLUSHED_REDIS_DBS.add(redis_db)
     return {
         "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "S3_ENDPOINT": seaweed.endpoint,

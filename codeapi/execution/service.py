@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from codeapi.errors import SandboxFailure
+from codeapi.errors import FileNotFound, SandboxFailure
 from codeapi.execution.files import Fingerprint, Rejected, read_output, walk_outputs, write_input
 from codeapi.execution.outcome import (
     ExecOutcome,
@@ -150,7 +150,14 @@ class ExecutionService:
             chosen[sanitize_name(ref.name or referenced.name, self.limits.max_filename_length)] = referenced
         staged: dict[str, StagedInput] = {}
         for name, record in chosen.items():
-            fingerprint = await write_input(dirs.data, name, self.sessions.read(record), dirs.uid)
+            try:
+                fingerprint = await write_input(dirs.data, name, self.sessions.read(record), dirs.uid)
+            except FileNotFound:
+                # Metadata outlived its bytes (e.g. a store restored from an older backup):
+                # the run goes ahead without that input, like any missing reference.
+                logger.warning("exec.input_bytes_missing", file_id=record.file_id, storage_session_id=record.session_id)
+                (dirs.data / name).unlink(missing_ok=True)
+                continue
             staged[name] = StagedInput(record, fingerprint)
         return staged
 

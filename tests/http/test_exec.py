@@ -165,3 +165,13 @@ async def test_long_runs_stream_whitespace_keepalives_before_the_json(client: ht
     assert response.status_code == 200
     assert response.text.startswith(" ")
     assert response.json()["stdout"] == "late\n"
+
+
+async def test_a_stored_file_whose_bytes_are_gone_is_skipped_not_fatal(client: httpx.AsyncClient) -> None:
+    first = await run(client, "bash", "echo a > kept.txt; echo b > lost.txt")
+    lost = next(item for item in first["files"] if item["name"] == "lost.txt")
+    components = client._transport.app.state.components  # type: ignore[attr-defined]
+    record = await components.sessions.get_file(first["session_id"], lost["id"])
+    await components.sessions.blobs.delete(record.blob_key)
+    body = await run(client, "bash", "ls", session_id=first["session_id"])
+    assert body["stdout"] == "kept.txt\n"
