@@ -18,6 +18,7 @@ from codeapi.execution.outcome import (
 )
 from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import get_language
+from codeapi.observability.metrics import EXECUTION_SECONDS, EXECUTIONS
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
 from codeapi.sessions.names import sanitize_name
@@ -92,6 +93,8 @@ class ExecutionService:
         note = termination_note(result, timeout_s, self.limits.memory_mb, output_kb)
         if note:
             notes.insert(0, note)
+        EXECUTIONS.labels(spec.id, result.termination.value).inc()
+        EXECUTION_SECONDS.labels(spec.id).observe(result.wall_ms / 1000)
         logger.info(
             "exec.finished",
             termination=result.termination.value,
@@ -184,7 +187,7 @@ class ExecutionService:
                 rejected.append(Rejected(item.path, "file name too long"))
                 continue
             record = await self.sessions.add_file(
-                session_id, item.path, read_output(dirs.data, item.path, item.fingerprint)
+                session_id, item.path, read_output(dirs.data, item.path, item.fingerprint), origin="execution"
             )
             origin = staged.get(item.path)
             modified_from = StoredRef(origin.record.file_id, origin.record.session_id) if origin else None

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from codeapi.errors import FileNotFound, FileTooLarge, SessionBusy
+from codeapi.observability.metrics import STORED_BYTES, STORED_FILES
 from codeapi.sessions.ids import new_id
 from codeapi.sessions.names import content_type_for
 from codeapi.storage import keys
@@ -73,7 +74,9 @@ class SessionService:
         """How many more files the session may hold (MAX_FILES_PER_SESSION)."""
         return max(self.max_files_per_session - await self.metadata.count_files(session_id), 0)
 
-    async def add_file(self, session_id: str, name: str, chunks: AsyncIterable[bytes]) -> FileRecord:
+    async def add_file(
+        self, session_id: str, name: str, chunks: AsyncIterable[bytes], origin: str = "upload"
+    ) -> FileRecord:
         """Store a new file; the size cap is enforced while streaming, before anything is visible."""
         file_id = new_id()
         key = keys.file_key(session_id, file_id)
@@ -81,6 +84,8 @@ class SessionService:
         now = utcnow()
         record = FileRecord(session_id, file_id, name, size, content_type_for(name), now, now + self.ttl, key)
         await self.metadata.put_file(record)
+        STORED_FILES.labels(origin).inc()
+        STORED_BYTES.labels(origin).inc(size)
         return record
 
     async def get_file(self, session_id: str, file_id: str) -> FileRecord:

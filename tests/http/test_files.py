@@ -173,3 +173,11 @@ async def test_detailed_health_checks_every_dependency(client: httpx.AsyncClient
     }
     anonymous = await client.get("/health/detailed", headers={"x-api-key": ""})
     assert anonymous.status_code == 401
+
+
+async def test_metrics_count_executions_and_need_a_key(client: httpx.AsyncClient) -> None:
+    await client.post("/exec", json={"lang": "bash", "code": "echo 1 > m.txt"})
+    text = (await client.get("/metrics")).text
+    assert 'codeapi_executions_total{language="bash",termination="exited"}' in text
+    assert 'codeapi_files_stored_total{origin="execution"}' in text
+    assert (await client.get("/metrics", headers={"x-api-key": "wrong"})).status_code == 401

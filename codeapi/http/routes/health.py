@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from codeapi import __version__
 from codeapi.errors import CodeapiError
@@ -45,3 +46,9 @@ async def health_detailed(services: Services) -> JSONResponse:
     healthy = all(check["status"] == "healthy" for check in checks.values())
     body = {"status": "healthy" if healthy else "unhealthy", "version": __version__, "checks": checks}
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics", dependencies=[Depends(require_api_key)], include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text format; scrapers authenticate like any client (Basic auth with the key works)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
