@@ -3,68 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.apiserver import Replica
 from tests.conftest import API_KEY, shared_backend
-from tests.servers import SeaweedServer, free_port
+from tests.servers import SeaweedServer
 
 REPLICA_REDIS_DB = 10
-START_TIMEOUT_S = 60
-
-
-class Replica:
-    def __init__(self, root: Path, backend: dict[str, object]) -> None:
-        self.port = free_port()
-        root.mkdir(parents=True)
-        root.chmod(0o711)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "API_KEY": API_KEY,
-            "DATA_DIR": str(root / "data"),
-            "SANDBOX_BASE_DIR": str(root / "sandboxes"),
-            "LOG_LEVEL": "WARNING",
-            "MAX_EXECUTION_TIME": "20",
-            **{key: str(value) for key, value in backend.items()},
-        }
-        self.log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.prefix + "/bin/codeapi", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            cwd=root,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replica exited: {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"replica did not start: {self.log.name}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

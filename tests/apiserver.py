@@ -1,0 +1,63 @@
+"""A real `codeapi serve` process for tests that need separate processes (replicas, disconnects)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import API_KEY
+from tests.servers import free_port
+
+START_TIMEOUT_S = 60
+
+
+class Replica:
+    def __init__(self, root: Path, backend: dict[str, object] | None = None) -> None:
+        self.port = free_port()
+        root.mkdir(parents=True)
+        root.chmod(0o711)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "API_KEY": API_KEY,
+            "DATA_DIR": str(root / "data"),
+            "SANDBOX_BASE_DIR": str(root / "sandboxes"),
+            "LOG_LEVEL": "WARNING",
+            "MAX_EXECUTION_TIME": "20",
+            **{key: str(value) for key, value in (backend or {}).items()},
+        }
+        self.log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.prefix + "/bin/codeapi", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            cwd=root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"replica exited: {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"replica did not start: {self.log.name}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
