@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -17,24 +18,47 @@ from codeapi.auth.keys import KeyChecker
 from codeapi.config import Settings
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecLimits, ExecutionService
+from codeapi.execution.warm import WarmPython
 from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
 from codeapi.http.middleware import RequestLoggingMiddleware
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
+from codeapi.languages import get_language
+from codeapi.repl.pool import PoolPolicy, ReplPool
+from codeapi.repl.sandbox import ReplLauncher
+from codeapi.repl.zygote_process import ZygoteProcess
+from codeapi.sandbox import cgroups
 from codeapi.sandbox.host import prepare_host, resolve_nsjail
-from codeapi.sandbox.policy import SandboxLimits, system_binds
+from codeapi.sandbox.policy import (
+    BASE_ENV,
+    SECCOMP_POLICY,
+    Isolation,
+    SandboxLimits,
+    host_view_binds,
+    masked_paths,
+    system_binds,
+)
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import Workspaces
 from codeapi.sessions.service import SessionService
 from codeapi.sessions.sweeper import run_sweeper
+from codeapi.state.archiver import run_archiver
+from codeapi.state.store import StatePolicy, StateStore
 from codeapi.storage import open_stores
+from codeapi.storage.blobs.base import BlobStore
+from codeapi.storage.metadata.base import MetadataStore
 
 logger = structlog.get_logger(__name__)
 
 MB = 1024 * 1024
 UID_POOL_SIZE = 64
+# Kept REPL sandboxes hold a uid each; half the pool stays for one-shot runs and warm-ups.
+MAX_KEPT_SANDBOXES = UID_POOL_SIZE // 2
+# A REPL sandbox is not handed out once this old; nsjail's own time limit lies beyond it.
+REPL_MAX_AGE_S = 3600.0
+ZYGOTE_START_TIMEOUT_S = 120.0
 
 
 def sandbox_limits(settings: Settings) -> SandboxLimits:
@@ -60,14 +84,121 @@ def exec_limits(settings: Settings) -> ExecLimits:
 
 
 def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
-    return NsjailRunner(resolve_nsjail(settings.sandbox.nsjail_binary), system_binds(workspaces.system_dir), True)
+    security = settings.security
+    if security.enable_filesystem_isolation:
+        isolation = Isolation(system_binds(workspaces.system_dir))
+    else:
+        view = host_view_binds(workspaces.system_dir)
+        private = (settings.storage.data_dir, settings.sandbox.base_dir)
+        isolation = Isolation(view, masked_paths(view, private))
+    isolation = replace(isolation, own_network=security.enable_network_isolation)
+    nsjail = resolve_nsjail(settings.sandbox.nsjail_binary)
+    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY)
+
+
+def warn_disabled_isolation(settings: Settings, cgroups_available: bool) -> None:
+    """Every isolation the operator switched off, loudly, once per start."""
+    security = settings.security
+    if not security.enable_network_isolation:
+        logger.warning(
+            "security.isolation_disabled",
+            variable="ENABLE_NETWORK_ISOLATION",
+            effect="sandboxes share the host network: localhost services, the LAN and cloud metadata are reachable",
+        )
+    if not security.enable_filesystem_isolation:
+        logger.warning(
+            "security.isolation_disabled",
+            variable="ENABLE_FILESYSTEM_ISOLATION",
+            effect="sandboxes see the host's directories read-only: every world-readable file is exposed",
+        )
+    if not cgroups_available:
+        logger.warning(
+            "security.isolation_disabled",
+            variable="cgroups",
+            effect="no memory, process or CPU limits: one execution can exhaust the host",
+        )
+
+
+def pool_policy(settings: Settings) -> PoolPolicy:
+    pool = settings.pool
+    return PoolPolicy(
+        warm_target=pool.py if pool.enabled else 0,
+        warmup_on_startup=pool.warmup_on_startup,
+        parallel_batch=pool.parallel_batch,
+        replenish_interval_s=pool.replenish_interval,
+        exhaustion_trigger=pool.exhaustion_trigger,
+        idle_ttl_s=settings.sandbox.ttl_minutes * 60,
+        sweep_interval_s=settings.sandbox.cleanup_interval_minutes * 60,
+        max_hot=MAX_KEPT_SANDBOXES,
+        max_age_s=REPL_MAX_AGE_S,
+        zygote_timeout_s=max(ZYGOTE_START_TIMEOUT_S, settings.repl.warmup_timeout_seconds),
+    )
+
+
+def build_state_store(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> StateStore:
+    state = settings.state
+    policy = StatePolicy(
+        ttl=timedelta(seconds=state.ttl_seconds),
+        max_inline_raw_bytes=state.max_redis_size_mb * MB,
+        archive_after=timedelta(seconds=state.archive_after_seconds),
+        archive_ttl=timedelta(days=state.archive_ttl_days),
+        archive_enabled=state.archive_enabled,
+    )
+    return StateStore(metadata, blobs, policy)
+
+
+def start_warm_python(warm: WarmPython | None, settings: Settings, metadata: MetadataStore) -> list[asyncio.Task[None]]:
+    """The pool's replenisher and sweeper, and the state archiver; returns the tasks to cancel."""
+    if warm is None:
+        return []
+    warm.pool.start()
+    if warm.states is None:
+        return []
+    interval_s = settings.state.archive_check_interval_seconds
+    return [asyncio.create_task(run_archiver(warm.states, metadata, interval_s))]
+
+
+def build_warm_python(
+    settings: Settings,
+    runner: NsjailRunner,
+    workspaces: Workspaces,
+    programs: ProgramRunner,
+    metadata: MetadataStore,
+    blobs: BlobStore,
+) -> WarmPython | None:
+    """The Python fast path (issue 4): warm REPL sandboxes forked from a zygote, state across calls."""
+    if not settings.repl.enabled:
+        return None
+    spec, runtime = get_language("py"), settings.sandbox.runtime_dir
+    memory_mb = settings.limits.memory_mb
+    zygote = ZygoteProcess(
+        runtime / "python" / "bin" / "python3",
+        {**BASE_ENV, **spec.render_env(memory_mb)},
+        runtime / "mplcache",
+        workspaces.system_dir / "zygote",
+    )
+    launcher = ReplLauncher(
+        runner=runner,
+        workspaces=workspaces,
+        zygote=zygote,
+        spec=spec,
+        runtime_dir=runtime,
+        limits=replace(sandbox_limits(settings), time_s=REPL_MAX_AGE_S + settings.limits.execution_time + 60),
+        seed_home=lambda dirs: programs.seed_home(spec, dirs),
+        warmup_timeout_s=settings.repl.warmup_timeout_seconds,
+        max_state_bytes=settings.limits.file_size_mb * MB,
+    )
+    states = build_state_store(settings, metadata, blobs) if settings.state.persistence_enabled else None
+    return WarmPython(ReplPool(launcher, pool_policy(settings)), states, settings.state.capture_on_error)
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workspaces = Workspaces(settings.sandbox.base_dir, settings.sandbox.uid, UID_POOL_SIZE)
-        prepare_host(settings.sandbox, workspaces)
+        sandbox, security = settings.sandbox, settings.security
+        workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
+        isolated = security.enable_network_isolation or security.enable_filesystem_isolation
+        warn_disabled_isolation(settings, prepare_host(sandbox, workspaces, require_cgroups=isolated))
         metadata, blobs = await open_stores(settings.storage, settings.redis, settings.s3)
         sessions = SessionService(
             metadata,
@@ -76,12 +207,13 @@ def create_app(settings: Settings) -> FastAPI:
             max_file_bytes=settings.limits.file_size_mb * MB,
             max_files_per_session=settings.limits.files_per_session,
         )
-        programs = ProgramRunner(
-            build_runner(settings, workspaces), settings.sandbox.runtime_dir, sandbox_limits(settings)
-        )
+        runner = build_runner(settings, workspaces)
+        programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
-        executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings))
+        warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
+        executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings), warm)
+        background = start_warm_python(warm, settings, metadata)
         app.state.components = Components(
             executions=executions,
             sessions=sessions,
@@ -105,9 +237,15 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, *background):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if warm is not None:
+                await warm.pool.stop()
+            # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
+            runner.close()
+            workspaces.close()
             await metadata.close()
             await blobs.close()
             logger.info("codeapi.stopped")

@@ -150,6 +150,7 @@ class SeaweedServer:
         """Unix sockets weed mini leaves in /tmp, named after our ports (no flag moves them all)."""
         return [
             Path(f"/tmp/seaweedfs-s3-{self.ports['s3']}.sock"),
+            Path(f"/tmp/seaweedfs-s3-grpc-{self.ports['s3'] + GRPC_OFFSET}.sock"),
             Path(f"/tmp/seaweedfs-filer-{self.ports['filer']}.sock"),
             Path(f"/tmp/seaweedfs-admin-grpc-{self.ports['admin'] + GRPC_OFFSET}.sock"),
         ]

@@ -184,6 +184,7 @@ class SandboxSettings(Group):
     base_dir: Path = Path("/var/lib/code-interpreter/sandboxes")
     runtime_dir: Path = Path("/opt/codeapi")
     tmpfs_size_mb: int = Field(100, ge=1, le=16384)
+    workdir_size_mb: int = Field(1024, ge=16, le=1048576)
     ttl_minutes: int = Field(5, ge=1)
     cleanup_interval_minutes: int = Field(5, ge=1)
     uid: int = Field(1001, ge=1, le=2**31 - 1)

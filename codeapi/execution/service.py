@@ -17,8 +17,10 @@ from codeapi.execution.outcome import (
     termination_note,
 )
 from codeapi.execution.program import Program, ProgramRunner
+from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs
 from codeapi.languages import get_language
 from codeapi.observability.metrics import EXECUTION_SECONDS, EXECUTIONS
+from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
 from codeapi.sessions.names import sanitize_name
@@ -63,14 +65,24 @@ class StagedInput:
     fingerprint: Fingerprint
 
 
+# What one run left: the sandbox's result, the files stored from it, and notes for stderr.
+Ran = tuple[SandboxResult, list[OutputFile], list[str]]
+
+
 class ExecutionService:
     def __init__(
-        self, sessions: SessionService, workspaces: Workspaces, programs: ProgramRunner, limits: ExecLimits
+        self,
+        sessions: SessionService,
+        workspaces: Workspaces,
+        programs: ProgramRunner,
+        limits: ExecLimits,
+        warm: WarmPython | None = None,
     ) -> None:
         self.sessions = sessions
         self.workspaces = workspaces
         self.programs = programs
         self.limits = limits
+        self.warm = warm  # None: REPL_ENABLED=false, Python runs one-shot like every language
 
     async def execute(self, request: ExecRequest) -> ExecOutcome:
         spec = get_language(request.lang)
@@ -79,14 +91,15 @@ class ExecutionService:
         job_id = new_id()
         structlog.contextvars.bind_contextvars(session_id=session.session_id, language=spec.id, job_id=job_id)
         async with self.sessions.metadata.lock(session.session_id, timeout_s=timeout_s + 60, wait_s=timeout_s + 5):
-            async with self.workspaces.job(job_id) as dirs:
-                staged = await self.stage_inputs(session, request.files, dirs)
-                program = Program(spec, request.code, request.args, timeout_s)
-                ran = await self.programs.run(program, dirs, job_id)
-                result = ran.result
-                notes: list[str] = []
-                files = await self.collect_outputs(session.session_id, dirs, staged, notes)
+            ran = None
+            if spec.repl and self.warm is not None:
+                ran = await self.run_warm(self.warm, session, request, timeout_s)
+            if ran is None:
+                ran = await self.run_cold(
+                    session, request, Program(spec, request.code, request.args, timeout_s), job_id
+                )
             await self.sessions.touch(session)
+        result, files, notes = ran
         output_kb = self.limits.output_kb
         stdout = decode(result.stdout, result.stdout_truncated, "stdout", output_kb, notes)
         stderr = decode(result.stderr, result.stderr_truncated, "stderr", output_kb, notes)
@@ -120,6 +133,15 @@ class ExecutionService:
         if not ran.result.ok:
             raise SandboxFailure(f"sandbox probe ended with {ran.result.termination.value} ({ran.result.exit_code})")
 
+    async def run_cold(self, session: SessionRecord, request: ExecRequest, program: Program, job_id: str) -> Ran:
+        """A one-shot run in a fresh job directory (every language; Python when no REPL is at hand)."""
+        async with self.workspaces.job(job_id) as dirs:
+            staged = await self.write_inputs(await self.choose_inputs(session, request.files), dirs)
+            ran = await self.programs.run(program, dirs, job_id)
+            notes: list[str] = []
+            files = await self.collect_outputs(session.session_id, dirs, staged, notes)
+        return ran.result, files, notes
+
     async def choose_session(self, request: ExecRequest) -> SessionRecord:
         """Continue an explicit session, then the entity's latest, then a same-user file's; else a new one."""
         candidates: list[SessionRecord | None] = []
@@ -138,9 +160,7 @@ class ExecutionService:
                 return candidate
         return await self.sessions.create(user_id=request.user_id, entity_id=request.entity_id)
 
-    async def stage_inputs(
-        self, session: SessionRecord, refs: tuple[FileRef, ...], dirs: JobDirs
-    ) -> dict[str, StagedInput]:
+    async def choose_inputs(self, session: SessionRecord, refs: tuple[FileRef, ...]) -> dict[str, FileRecord]:
         """The session's own files, then the referenced ones (a reference wins on a name clash)."""
         chosen: dict[str, FileRecord] = {}
         for record in await self.sessions.list_files(session.session_id):
@@ -151,6 +171,9 @@ class ExecutionService:
                 logger.debug("exec.input_missing", file_id=ref.file_id, storage_session_id=ref.session_id)
                 continue
             chosen[sanitize_name(ref.name or referenced.name, self.limits.max_filename_length)] = referenced
+        return chosen
+
+    async def write_inputs(self, chosen: dict[str, FileRecord], dirs: JobDirs) -> dict[str, StagedInput]:
         staged: dict[str, StagedInput] = {}
         for name, record in chosen.items():
             try:
@@ -164,13 +187,59 @@ class ExecutionService:
             staged[name] = StagedInput(record, fingerprint)
         return staged
 
+    async def run_warm(
+        self, warm: WarmPython, session: SessionRecord, request: ExecRequest, timeout_s: float
+    ) -> Ran | None:
+        """Python in a warm REPL sandbox: the session's kept one, else a fresh one with its state restored.
+        None when no REPL sandbox can be had (the zygote is not up yet): the caller runs one-shot."""
+        session_id = session.session_id
+        saved = await warm.states.current(session_id) if warm.states is not None else None
+        sandbox = await warm.pool.checkout(session_id, saved.revision if saved is not None else None)
+        if sandbox is None:
+            return None
+        chosen = await self.choose_inputs(session, request.files)
+        kept = unchanged_inputs(sandbox, chosen, self.limits.max_file_bytes)
+        if kept is None and sandbox.used:
+            warm.pool.discard(sandbox)
+            sandbox = await warm.pool.fresh()
+            if sandbox is None:
+                return None
+        keep = False
+        try:
+            restore = None
+            if kept is None:
+                staged = await self.write_inputs(chosen, sandbox.dirs)
+                loaded = await warm.states.load(saved) if warm.states is not None and saved is not None else None
+                restore = loaded.data if loaded is not None else None
+            else:
+                staged = {name: StagedInput(record, kept[name]) for name, record in chosen.items()}
+            call = await sandbox.call(request.code, request.args, timeout_s, warm.save_mode, restore)
+            notes = state_notes(call, self.limits.max_file_bytes)
+            sandbox.manifest = {}
+            files = await self.collect_outputs(session_id, sandbox.dirs, staged, notes, sandbox.manifest)
+            keep = await settle_state(warm, sandbox, session_id, call, saved)
+        finally:
+            warm.pool.release(sandbox, session_id, keep)
+        return call.result, files, notes
+
     async def collect_outputs(
-        self, session_id: str, dirs: JobDirs, staged: dict[str, StagedInput], notes: list[str]
+        self,
+        session_id: str,
+        dirs: JobDirs,
+        staged: dict[str, StagedInput],
+        notes: list[str],
+        stored: dict[str, tuple[str, object]] | None = None,
     ) -> list[OutputFile]:
+        """Store new and changed files; ``stored`` (when given) receives name -> (file id, fingerprint)
+        of every file in /mnt/data that now matches a stored file."""
         found, rejected = walk_outputs(dirs.data, self.limits.max_file_bytes)
         changed = [
             item for item in found if item.path not in staged or staged[item.path].fingerprint != item.fingerprint
         ]
+        if stored is not None:
+            changed_paths = {item.path for item in changed}
+            unchanged = (item for item in found if item.path in staged and item.path not in changed_paths)
+            stored.update({item.path: (staged[item.path].record.file_id, item.fingerprint) for item in unchanged})
         room = await self.sessions.room_left(session_id)
         allowed = min(self.limits.max_output_files, room)
         if len(changed) > allowed:
@@ -192,5 +261,7 @@ class ExecutionService:
             origin = staged.get(item.path)
             modified_from = StoredRef(origin.record.file_id, origin.record.session_id) if origin else None
             outputs.append(OutputFile(record.file_id, record.name, session_id, modified_from))
+            if stored is not None:
+                stored[item.path] = (record.file_id, item.fingerprint)
         notes += [f"Output file not saved: {item.path} ({item.reason})" for item in rejected]
         return outputs

@@ -1,14 +1,17 @@
 """Per-job cgroups: the memory, process and CPU limits that nsjail alone cannot make observable.
 
-Each job gets its own parent cgroup (``<root>/<job_id>``) in which nsjail creates its child.
-The memory limit is written on that parent too, so ``memory.failcnt`` tells an out-of-memory
-kill apart from any other SIGKILL after the run, and leftovers are swept by job id.
+Each job gets its own parent cgroup (``<root>/<api pid>.<job_id>``) in which nsjail creates its
+child. The memory limit is written on that parent too, so ``memory.failcnt`` tells an
+out-of-memory kill apart from any other SIGKILL after the run. The API's pid in the name lets a
+restarted API reap what a crashed one left behind without touching another live instance's jobs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +20,12 @@ import structlog
 logger = structlog.get_logger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("memory", "pids", "cpu")
+# Each controller with a file every non-root cgroup of its v1 flavour has (nsjail's flags need v1).
+CONTROLLERS = {"memory": "memory.limit_in_bytes", "pids": "pids.max", "cpu": "cpu.cfs_quota_us"}
 PARENT = "codeapi"
 PEAK_MARGIN_BYTES = 1024 * 1024
+KILL_ATTEMPTS = 100
+KILL_PAUSE_S = 0.02
 
 
 class CgroupUnavailable(RuntimeError):
@@ -28,33 +34,45 @@ class CgroupUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class JobCgroup:
-    name: str  # relative to each controller's mount, e.g. "codeapi/<job_id>"
+    name: str  # relative to each controller's mount, e.g. "codeapi/<pid>.<job_id>"
 
     def path(self, controller: str) -> Path:
         return CGROUP_ROOT / controller / self.name
 
 
 def prepare_parents() -> None:
-    """Create the codeapi parent in each v1 controller; refuse when a controller is missing."""
-    for controller in CONTROLLERS:
+    """Create the codeapi parent in each v1 controller; refuse when one is missing or read-only."""
+    for controller, marker in CONTROLLERS.items():
         mount = CGROUP_ROOT / controller
         if not mount.is_dir():
             raise CgroupUnavailable(
-                f"cgroup v1 controller '{controller}' is not mounted at {mount}; "
-                "memory and process limits cannot be enforced"
+                f"the cgroup v1 '{controller}' controller is not mounted at {mount}; "
+                "memory, process and CPU limits cannot be enforced"
             )
-        (mount / PARENT).mkdir(exist_ok=True)
+        try:
+            (mount / PARENT).mkdir(exist_ok=True)
+        except OSError as error:
+            raise CgroupUnavailable(f"cannot create {mount / PARENT}: {error.strerror}") from error
+        if not (mount / PARENT / marker).is_file():
+            raise CgroupUnavailable(f"{mount} is not a cgroup v1 '{controller}' hierarchy (no {marker})")
+
+
+def parents_ready() -> bool:
+    return all((CGROUP_ROOT / controller / PARENT).is_dir() for controller in CONTROLLERS)
 
 
 def create_job_cgroup(job_id: str, memory_bytes: int) -> JobCgroup:
-    cgroup = JobCgroup(f"{PARENT}/{job_id}")
+    cgroup = JobCgroup(f"{PARENT}/{os.getpid()}.{job_id}")
     for controller in CONTROLLERS:
         cgroup.path(controller).mkdir(exist_ok=True)
     memory = cgroup.path("memory")
     (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
-    # Without swap accounting the file is absent; with it, swap must not extend the limit.
-    with contextlib.suppress(FileNotFoundError, PermissionError, OSError):
-        (memory / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+    # Swap must never extend the limit: memory+swap gets the same cap (the file exists only with
+    # swap accounting), and swappiness 0 keeps the job's pages out of swap in the first place.
+    for name in ("memory.memsw.limit_in_bytes", "memory.swappiness"):
+        value = memory_bytes if name.startswith("memory.memsw") else 0
+        with contextlib.suppress(OSError):
+            (memory / name).write_text(str(value))
     return cgroup
 
 
@@ -71,9 +89,34 @@ def hit_memory_limit(cgroup: JobCgroup) -> bool:
 
 
 def remove_job_cgroup(cgroup: JobCgroup) -> None:
-    """Remove the job's cgroup and any child nsjail left behind (a SIGKILLed nsjail leaves one)."""
+    """Kill whatever is still inside (a SIGKILLed nsjail's jail dies asynchronously), then remove
+    the job's cgroup and nsjail's child in every controller."""
+    kill_members(cgroup.path("pids"))
     for controller in CONTROLLERS:
         remove_tree(cgroup.path(controller))
+
+
+def members(path: Path) -> list[int]:
+    found: list[int] = []
+    if not path.is_dir():
+        return found
+    for procs in path.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(line) for line in procs.read_text().split()]
+    return found
+
+
+def kill_members(path: Path) -> None:
+    """SIGKILL every process in the cgroup tree until it is empty (pids.max bounds any fork race)."""
+    for _ in range(KILL_ATTEMPTS):
+        pids = members(path)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(KILL_PAUSE_S)
+    logger.warning("cgroup.kill_incomplete", path=str(path), remaining=len(members(path)))
 
 
 def remove_tree(path: Path) -> None:
@@ -88,15 +131,31 @@ def remove_tree(path: Path) -> None:
         logger.warning("cgroup.remove_failed", path=str(path), error=str(error))
 
 
+def owner_alive(name: str) -> bool:
+    """Whether the API process that created this job cgroup still runs (and is not this one)."""
+    owner, _, _ = name.partition(".")
+    if not owner.isdigit() or int(owner) == os.getpid():
+        return False
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def sweep_orphans() -> int:
-    """Remove job cgroups left by a crashed API process; returns how many were removed."""
-    removed = 0
+    """Kill and remove the jobs of API processes that are gone; returns how many were removed.
+
+    A job of this very process is an orphan too: the API only sweeps while starting up.
+    """
+    names: set[str] = set()
     for controller in CONTROLLERS:
         parent = CGROUP_ROOT / controller / PARENT
-        if not parent.is_dir():
-            continue
-        for child in parent.iterdir():
-            if child.is_dir():
-                remove_tree(child)
-                removed += 1
-    return removed
+        if parent.is_dir():
+            names.update(child.name for child in parent.iterdir() if child.is_dir())
+    orphans = sorted(name for name in names if not owner_alive(name))
+    for name in orphans:
+        remove_job_cgroup(JobCgroup(f"{PARENT}/{name}"))
+    return len(orphans)

@@ -33,12 +33,32 @@ def resolve_nsjail(configured: str) -> str:
     return found
 
 
-def prepare_host(settings: SandboxSettings, workspaces: Workspaces) -> None:
+def prepare_host(settings: SandboxSettings, workspaces: Workspaces, require_cgroups: bool = True) -> bool:
+    """Get the host ready; returns whether cgroup limits are available.
+
+    Without cgroups nothing bounds a job's memory or processes, so that is fatal unless the
+    operator has turned isolation off; then it is logged and jobs run without cgroups.
+    """
     if os.geteuid() != 0:
         raise SandboxFailure("codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)")
-    cgroups.prepare_parents()
+    available = prepare_cgroups(require_cgroups)
+    workspaces.prepare()
+    logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=available)
+    return available
+
+
+def prepare_cgroups(required: bool) -> bool:
+    try:
+        cgroups.prepare_parents()
+    except cgroups.CgroupUnavailable as error:
+        if required:
+            raise SandboxFailure(
+                f"refusing to start: {error}. Run on a host with cgroup v1 memory, pids and cpu controllers "
+                "(see docs/security.md)"
+            ) from error
+        logger.warning("cgroup.unavailable", reason=str(error))
+        return False
     removed = cgroups.sweep_orphans()
     if removed:
         logger.info("cgroup.orphans_removed", count=removed)
-    workspaces.prepare()
-    logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir))
+    return True

@@ -9,25 +9,45 @@ from codeapi.sandbox.cgroups import JobCgroup
 from codeapi.sandbox.policy import (
     BASE_ENV,
     CODE_DIR,
+    DEV_SYMLINKS,
     DEVICES,
     HOME_DIR,
     MERGED_USR_SYMLINKS,
     WORK_DIR,
-    Bind,
+    Isolation,
     SandboxJob,
+    tmpfs_inodes,
 )
 
 MB = 1024 * 1024
 CHILD_HEADROOM_MB = 64
+SHM_MAX_MB = 64
+
+
+def tmpfs_options(size_mb: int) -> str:
+    return f"size={size_mb * MB},nr_inodes={tmpfs_inodes(size_mb)}"
 
 
 def render(
     nsjail: str,
     job: SandboxJob,
-    system_binds: tuple[Bind, ...],
+    isolation: Isolation,
     cgroup: JobCgroup | None,
     seccomp_policy: Path | None = None,
 ) -> list[str]:
+    return [
+        *process_flags(nsjail, job),
+        *cgroup_flags(job, cgroup),
+        *(["--disable_clone_newnet"] if job.network or not isolation.own_network else []),
+        *(["--seccomp_policy", str(seccomp_policy)] if seccomp_policy is not None else []),
+        *mount_flags(job, isolation),
+        *env_flags(job),
+        "--",
+        *job.argv,
+    ]
+
+
+def process_flags(nsjail: str, job: SandboxJob) -> list[str]:
     limits = job.limits
     # nsjail's own time limit is a backstop in whole seconds; the runner kills at the exact deadline.
     backstop_s = math.ceil(limits.time_s) + 2
@@ -52,37 +72,51 @@ def render(
         "--rlimit_msgqueue", "0",
         "--nice_level", "5",
     ]  # fmt: skip
-    if cgroup is not None:
-        # The job's parent cgroup holds the real limit (so its failcnt shows an OOM kill); nsjail's
-        # own child cgroup gets headroom above it and therefore never triggers first.
-        argv += [
-            "--cgroup_mem_max", str((limits.memory_mb + CHILD_HEADROOM_MB) * MB),
-            "--cgroup_mem_parent", cgroup.name,
-            "--cgroup_pids_max", str(limits.processes),
-            "--cgroup_pids_parent", cgroup.name,
-            "--cgroup_cpu_ms_per_sec", "1000",
-            "--cgroup_cpu_parent", cgroup.name,
-        ]  # fmt: skip
-    if job.network:
-        argv.append("--disable_clone_newnet")
-    if seccomp_policy is not None:
-        argv += ["--seccomp_policy", str(seccomp_policy)]
-    for target, link in MERGED_USR_SYMLINKS:
+    for fd in job.pass_fds:
+        argv += ["--pass_fd", str(fd)]
+    return argv
+
+
+def cgroup_flags(job: SandboxJob, cgroup: JobCgroup | None) -> list[str]:
+    if cgroup is None:
+        return []
+    # The job's parent cgroup holds the real limit (so its failcnt shows an OOM kill); nsjail's
+    # own child cgroup gets headroom above it and therefore never triggers first.
+    return [
+        "--cgroup_mem_max", str((job.limits.memory_mb + CHILD_HEADROOM_MB) * MB),
+        "--cgroup_mem_parent", cgroup.name,
+        "--cgroup_pids_max", str(job.limits.processes),
+        "--cgroup_pids_parent", cgroup.name,
+        "--cgroup_cpu_ms_per_sec", "1000",
+        "--cgroup_cpu_parent", cgroup.name,
+    ]  # fmt: skip
+
+
+def mount_flags(job: SandboxJob, isolation: Isolation) -> list[str]:
+    """Order matters: nsjail mounts in argument order, so a mask comes after the bind it covers."""
+    argv: list[str] = []
+    for target, link in (*MERGED_USR_SYMLINKS, *DEV_SYMLINKS):
         argv += ["--symlink", f"{target}:{link}"]
     for device in DEVICES:
         argv += ["--bindmount" if device == "/dev/null" else "--bindmount_ro", f"{device}:{device}"]
+    tmpfs_mb = job.limits.tmpfs_mb
     argv += [
-        "--mount", f"none:/tmp:tmpfs:size={limits.tmpfs_mb * MB}",
-        "--mount", f"none:/dev/shm:tmpfs:size={min(limits.tmpfs_mb, 64) * MB}",
+        "--mount", f"none:/tmp:tmpfs:{tmpfs_options(tmpfs_mb)}",
+        "--mount", f"none:/dev/shm:tmpfs:{tmpfs_options(min(tmpfs_mb, SHM_MAX_MB))}",
         "--bindmount", f"{job.work_dir}:{WORK_DIR}",
         "--bindmount" if job.code_writable else "--bindmount_ro", f"{job.code_dir}:{CODE_DIR}",
         "--bindmount", f"{job.home_dir}:{HOME_DIR}",
     ]  # fmt: skip
-    for bind in (*system_binds, *job.binds):
+    for bind in (*isolation.binds, *job.binds):
         argv += ["--bindmount" if bind.writable else "--bindmount_ro", f"{bind.src}:{bind.dst}"]
-    for fd in job.pass_fds:
-        argv += ["--pass_fd", str(fd)]
+    for path in isolation.masked:
+        # An empty, inaccessible tmpfs: mode 000 and no room, so nothing below it can be read.
+        argv += ["--mount", f"none:{path}:tmpfs:size=4096,nr_inodes=1,mode=000"]
+    return argv
+
+
+def env_flags(job: SandboxJob) -> list[str]:
+    argv: list[str] = []
     for key, value in {**BASE_ENV, **job.env}.items():
         argv += ["--env", f"{key}={value}"]
-    argv += ["--", *job.argv]
     return argv

@@ -19,7 +19,7 @@ import structlog
 from codeapi.errors import SandboxFailure
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.nsjail import render
-from codeapi.sandbox.policy import Bind, SandboxJob, SandboxResult, Termination
+from codeapi.sandbox.policy import Isolation, SandboxJob, SandboxResult, Termination
 
 logger = structlog.get_logger(__name__)
 
@@ -50,25 +50,43 @@ class NsjailRunner:
     def __init__(
         self,
         nsjail_binary: str,
-        system_binds: tuple[Bind, ...],
+        isolation: Isolation,
         use_cgroups: bool,
         seccomp_policy: Path | None = None,
     ) -> None:
         self.nsjail_binary = nsjail_binary
-        self.system_binds = system_binds
+        self.isolation = isolation
         self.use_cgroups = use_cgroups
         self.seccomp_policy = seccomp_policy
+        self.live_cgroups: set[cgroups.JobCgroup] = set()
+        self.live_processes: set[asyncio.subprocess.Process] = set()
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         cgroup = cgroups.create_job_cgroup(job.job_id, job.limits.memory_mb * 1024 * 1024) if self.use_cgroups else None
+        if cgroup is not None:
+            self.live_cgroups.add(cgroup)
         try:
             return await self.run_in(job, cgroup)
         finally:
             if cgroup is not None:
-                cgroups.remove_job_cgroup(cgroup)
+                # In a thread: it may wait for a killed jail's processes to finish dying.
+                await asyncio.to_thread(cgroups.remove_job_cgroup, cgroup)
+                self.live_cgroups.discard(cgroup)
+
+    def close(self) -> None:
+        """Kill every running jail and remove its cgroup, synchronously, at API shutdown.
+
+        uvicorn re-raises SIGTERM as soon as the app has stopped, so the cleanup in the
+        cancelled runs' ``finally`` blocks would never get to run.
+        """
+        for process in self.live_processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for cgroup in self.live_cgroups:
+            cgroups.remove_job_cgroup(cgroup)
 
     async def run_in(self, job: SandboxJob, cgroup: cgroups.JobCgroup | None) -> SandboxResult:
-        argv = render(self.nsjail_binary, job, self.system_binds, cgroup, self.seccomp_policy)
+        argv = render(self.nsjail_binary, job, self.isolation, cgroup, self.seccomp_policy)
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -78,6 +96,15 @@ class NsjailRunner:
             start_new_session=True,
             pass_fds=job.pass_fds,
         )
+        self.live_processes.add(process)
+        try:
+            return await self.supervise(job, cgroup, process, started)
+        finally:
+            self.live_processes.discard(process)
+
+    async def supervise(
+        self, job: SandboxJob, cgroup: cgroups.JobCgroup | None, process: asyncio.subprocess.Process, started: float
+    ) -> SandboxResult:
         stdout = CappedStream(job.limits.output_bytes, bytearray())
         stderr = CappedStream(job.limits.output_bytes, bytearray())
         over_limit = asyncio.Event()
@@ -98,7 +125,9 @@ class NsjailRunner:
             await waiter
             await asyncio.gather(*readers)
         except BaseException:
-            await stop(process)
+            # Shielded: a second cancellation (shutdown after a client disconnect) must not
+            # interrupt the kill and leave the jail running until nsjail's own backstop.
+            await asyncio.shield(stop(process))
             for reader in readers:
                 reader.cancel()
             raise

@@ -1,8 +1,9 @@
 """Host-side job directories and sandbox identities.
 
-A job directory holds ``data`` (mounted at /mnt/data), ``code`` (/code), ``home`` and the nsjail
-log. Each concurrent execution borrows its own uid from a pool starting at SANDBOX_UID, so two
-sandboxes never share an identity (signals, /proc, rlimits are per uid).
+A job directory holds the nsjail logs and ``files``, a size-limited tmpfs (mounts.py) with
+``data`` (mounted at /mnt/data), ``code`` (/code) and ``home``: the quota is the whole job's
+disk use. Each concurrent execution borrows its own uid from a pool starting at SANDBOX_UID, so
+two sandboxes never share an identity (signals, /proc, rlimits are per uid).
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from pathlib import Path
 
 import structlog
 
+from codeapi.sandbox import mounts
+
 logger = structlog.get_logger(__name__)
 
 SYSTEM_DIR_NAME = ".system"
+DEFAULT_WORKDIR_SIZE_MB = 1024
+# Names that resolve inside the sandbox without DNS; the hostname matches nsjail's --hostname.
+HOSTS_FILE = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 @dataclass(frozen=True)
@@ -28,18 +34,23 @@ class JobDirs:
     uid: int
 
     @property
+    def files(self) -> Path:
+        return self.root / "files"
+
+    @property
     def data(self) -> Path:
-        return self.root / "data"
+        return self.files / "data"
 
     @property
     def code(self) -> Path:
-        return self.root / "code"
+        return self.files / "code"
 
     @property
     def home(self) -> Path:
-        return self.root / "home"
+        return self.files / "home"
 
     def log_file(self, step: str) -> Path:
+        # Outside the quota, so a program that fills its tmpfs cannot silence nsjail's log.
         return self.root / f"nsjail-{step}.log"
 
 
@@ -61,30 +72,45 @@ class UidPool:
 
 
 class Workspaces:
-    def __init__(self, base_dir: Path, first_uid: int, uid_count: int) -> None:
+    def __init__(
+        self, base_dir: Path, first_uid: int, uid_count: int, workdir_size_mb: int = DEFAULT_WORKDIR_SIZE_MB
+    ) -> None:
         self.base_dir = base_dir
         self.first_uid = first_uid
         self.uid_count = uid_count
+        self.workdir_size_mb = workdir_size_mb
         self.uids = UidPool(first_uid, uid_count)
+        self.active: dict[Path, JobDirs] = {}
 
     @property
     def system_dir(self) -> Path:
         return self.base_dir / SYSTEM_DIR_NAME
 
+    @property
+    def uid_range(self) -> range:
+        return range(self.first_uid, self.first_uid + self.uid_count)
+
     def prepare(self) -> None:
-        """Create the base directory and the passwd/group files every sandbox sees; sweep leftovers."""
+        """Create the base directory and the identity files every sandbox sees; sweep leftovers."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o711)
         self.system_dir.mkdir(exist_ok=True)
-        uids = range(self.first_uid, self.first_uid + self.uid_count)
         passwd = ["root:x:0:0:root:/root:/usr/sbin/nologin"]
-        passwd += [f"sandbox:x:{uid}:{uid}:sandbox:/home/sandbox:/bin/sh" for uid in uids]
+        passwd += [f"sandbox:x:{uid}:{uid}:sandbox:/home/sandbox:/bin/sh" for uid in self.uid_range]
         passwd.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
-        group = ["root:x:0:", *(f"sandbox:x:{uid}:" for uid in uids), "nogroup:x:65534:"]
-        (self.system_dir / "passwd").write_text("\n".join(passwd) + "\n")
-        (self.system_dir / "group").write_text("\n".join(group) + "\n")
-        for path in (self.system_dir, self.system_dir / "passwd", self.system_dir / "group"):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        group = ["root:x:0:", *(f"sandbox:x:{uid}:" for uid in self.uid_range), "nogroup:x:65534:"]
+        files = {"passwd": "\n".join(passwd) + "\n", "group": "\n".join(group) + "\n", "hosts": HOSTS_FILE}
+        for name, content in files.items():
+            (self.system_dir / name).write_text(content)
+            os.chmod(self.system_dir / name, 0o644)
+        os.chmod(self.system_dir, 0o755)
+        self.remove_leftovers()
+        self.check_quota_mount()
+
+    def remove_leftovers(self) -> None:
+        """Job directories of a crashed API: unmount their tmpfs first, or rmtree would only empty it."""
+        for point in mounts.mounts_below(self.base_dir):
+            mounts.unmount(point)
         removed = 0
         for entry in self.base_dir.iterdir():
             if entry.name != SYSTEM_DIR_NAME and entry.is_dir() and not entry.is_symlink():
@@ -93,16 +119,47 @@ class Workspaces:
         if removed:
             logger.info("workspace.orphans_removed", count=removed)
 
+    def check_quota_mount(self) -> None:
+        """Fail at start-up, not on the first request, when the per-job tmpfs cannot be mounted."""
+        probe = self.base_dir / ".probe"
+        probe.mkdir(exist_ok=True)
+        try:
+            mounts.mount_quota(probe, 1)
+            mounts.unmount(probe)
+        finally:
+            probe.rmdir()
+
     @asynccontextmanager
     async def job(self, job_id: str) -> AsyncIterator[JobDirs]:
         async with self.uids.borrow() as uid:
             dirs = JobDirs(self.base_dir / job_id, uid)
             dirs.root.mkdir(mode=0o711)
+            self.active[dirs.root] = dirs
             try:
+                dirs.files.mkdir(mode=0o711)
+                mounts.mount_quota(dirs.files, self.workdir_size_mb)
                 for path in (dirs.data, dirs.code, dirs.home):
                     path.mkdir(mode=0o700)
                     os.chown(path, uid, uid)
                 yield dirs
             finally:
+                self.unmount(dirs)
                 # rmtree never follows symlinks planted by the sandbox (fd-based on Linux).
                 await asyncio.to_thread(shutil.rmtree, dirs.root, True)
+                self.active.pop(dirs.root, None)
+
+    def unmount(self, dirs: JobDirs) -> None:
+        if dirs.files not in mounts.mounts_below(dirs.root):
+            return
+        try:
+            mounts.unmount(dirs.files)
+        except OSError as error:
+            logger.warning("workspace.unmount_failed", path=str(dirs.files), error=str(error))
+
+    def close(self) -> None:
+        """Remove the directories of runs still in flight, synchronously, at API shutdown (see
+        NsjailRunner.close: their own cleanup would not get to run)."""
+        for dirs in list(self.active.values()):
+            self.unmount(dirs)
+            shutil.rmtree(dirs.root, ignore_errors=True)
+        self.active.clear()

@@ -5,6 +5,8 @@ Each test starts its own throwaway server so stopping it cannot disturb other te
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,8 +127,12 @@ async def test_s3_outage_and_recovery(seaweed_server: SeaweedServer) -> None:
 async def test_sqlite_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "codeapi.db"
     path.write_bytes(b"this is not a sqlite file" * 100)
+    threads_before = {thread for thread in threading.enumerate() if not thread.daemon}
     with pytest.raises(BackendUnavailable):
         await SqliteMetadata.open(path)
+    # A connection left open keeps a non-daemon thread alive, and the process could never exit.
+    await asyncio.sleep(0.1)
+    assert {thread for thread in threading.enumerate() if not thread.daemon and thread.is_alive()} <= (threads_before)
 
 
 async def test_closed_sqlite_store_is_unavailable(tmp_path: Path) -> None:

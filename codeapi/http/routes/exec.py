@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from codeapi.errors import CodeapiError, InvalidRequest
+from codeapi.errors import CodeapiError, InvalidRequest, RequestTooLarge
 from codeapi.execution.outcome import ExecOutcome
 from codeapi.execution.service import ExecRequest, FileRef
 from codeapi.http.deps import Services
@@ -20,11 +20,17 @@ from codeapi.http.schemas import ExecBody, ExecResponse, FileRefOut
 router = APIRouter()
 
 KEEPALIVE_S = 3.0
+# Caps checked before anything is parsed or staged: the body while it streams in (FastAPI answers
+# 413 once it is over), then the program text. Real programs are far below both.
+MAX_EXEC_BODY_BYTES = 2 * 1024 * 1024
+MAX_CODE_BYTES = 1024 * 1024
 
 
 def to_request(body: ExecBody) -> ExecRequest:
     if not body.code.strip():
         raise InvalidRequest("Code must not be empty", field="code")
+    if len(body.code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
+        raise RequestTooLarge(f"Code exceeds the maximum size of {MAX_CODE_BYTES // 1024} KiB", field="code")
     return ExecRequest(
         lang=body.lang,
         code=body.code,
@@ -57,7 +63,7 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
     return response.model_dump(exclude_none=True)
 
 
-@router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True)
+@router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True, max_body_size=MAX_EXEC_BODY_BYTES)
 async def execute(body: ExecBody, request: Request, services: Services) -> Response:
     exec_request = to_request(body)
     task = asyncio.create_task(services.executions.execute(exec_request))

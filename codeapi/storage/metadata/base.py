@@ -39,7 +39,7 @@ class SessionRecords(Protocol):
         ...
 
     async def delete_session(self, session_id: str) -> None:
-        """Deletes the session and all its file records."""
+        """Deletes the session, all its file records and its state record."""
         ...
 
     async def expired_sessions(self, now: datetime, limit: int) -> list[str]: ...
@@ -69,6 +69,44 @@ class FileRecords(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StateRecord:
+    """Where a session's saved Python state is. The bytes are opaque to the API (compressed pickle
+    made inside the sandbox): inline in this store when small, else in the blob store."""
+
+    session_id: str
+    revision: str  # changes with every save; a kept interpreter is reused only at its revision
+    size_bytes: int
+    saved_at: datetime  # UTC; the last activity, which archival measures inactivity from
+    expires_at: datetime  # UTC
+    blob_key: str | None = None  # None: the bytes are stored inline, next to this record
+    archived: bool = False
+
+
+class StateIndex(Protocol):
+    async def put_state(self, record: StateRecord, inline: bytes | None) -> None:
+        """Replace the session's state record; ``inline`` holds the bytes when ``blob_key`` is None."""
+        ...
+
+    async def get_state(self, session_id: str) -> StateRecord | None:
+        """None when unknown or expired."""
+        ...
+
+    async def read_inline_state(self, session_id: str) -> bytes | None:
+        """The inline bytes of an unexpired record, None when there are none."""
+        ...
+
+    async def delete_state(self, session_id: str) -> None: ...
+
+    async def states_to_archive(self, saved_before: datetime, limit: int) -> list[StateRecord]:
+        """Unexpired, unarchived records saved at or before ``saved_before``."""
+        ...
+
+    async def expired_states(self, now: datetime, limit: int) -> list[str]:
+        """Session ids whose state expired at ``now`` and is still indexed (a blob may need deleting)."""
+        ...
+
+
 class SessionLocks(Protocol):
     def lock(self, session_id: str, timeout_s: float, wait_s: float) -> AbstractAsyncContextManager[None]:
         """Hold the session exclusively; raises SessionBusy after ``wait_s`` without the lock.
@@ -79,7 +117,7 @@ class SessionLocks(Protocol):
         ...
 
 
-class MetadataStore(SessionRecords, FileRecords, SessionLocks, Protocol):
+class MetadataStore(SessionRecords, FileRecords, StateIndex, SessionLocks, Protocol):
     name: str
 
     async def ping(self) -> None:

@@ -8,6 +8,12 @@ Layout, under a configurable prefix (``codeapi`` by default):
     {p}:sessions:expiry     zset    session ids, score = expires_at (µs); drives expired_sessions
     {p}:blob:{blob_key}     zset    "{sid}/{file_id}" references, score = expires_at (µs)
     {p}:lock:{sid}          string  redis-py Lock token
+    {p}:state:{sid}         string  JSON StateRecord
+    {p}:state_data:{sid}    string  the state bytes, when stored inline
+    {p}:states:saved        zset    session ids of unarchived states, score = saved_at (µs)
+    {p}:states:expiry       zset    session ids, score = expires_at (µs); drives expired_states
+
+State keys hold binary data, so they go through a second client that does not decode responses.
 
 Every key carries a TTL at or beyond the latest expiry it holds, so Redis never grows without
 bound even if the cleanup task never runs. Readers still filter by expires_at themselves: key TTLs
@@ -17,6 +23,7 @@ record early.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
@@ -31,10 +38,11 @@ from redis.exceptions import LockError, RedisError
 
 from codeapi.config.groups import RedisSettings
 from codeapi.errors import BackendUnavailable, SessionBusy
-from codeapi.storage.metadata.base import FileRecord, SessionRecord
+from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 from codeapi.storage.metadata.common import (
     file_from_json,
     file_to_json,
+    from_micros,
     oldest_first,
     session_from_json,
     session_to_json,
@@ -67,12 +75,12 @@ def _boundary(operation: str) -> Iterator[None]:
         raise BackendUnavailable(f"redis unavailable: {exc}") from exc
 
 
-def _connection_pool(settings: RedisSettings) -> aioredis.ConnectionPool:
+def _connection_pool(settings: RedisSettings, decode: bool = True) -> aioredis.ConnectionPool:
     common: dict[str, Any] = {
         "max_connections": settings.max_connections,
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_connect_timeout,
-        "decode_responses": True,
+        "decode_responses": decode,
         # A couple of quick retries ride out a Redis restart or failover without the caller
         # noticing; more would only delay the 503 when Redis is really gone.
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
@@ -82,6 +90,38 @@ def _connection_pool(settings: RedisSettings) -> aioredis.ConnectionPool:
         return aioredis.ConnectionPool.from_url(settings.url, password=settings.password, db=settings.db, **common)
     return aioredis.ConnectionPool(
         host=settings.host, port=settings.port, password=settings.password, db=settings.db, **common
+    )
+
+
+def _text(item: Any) -> str:
+    return item.decode() if isinstance(item, bytes) else str(item)
+
+
+def _state_to_json(record: StateRecord) -> str:
+    return json.dumps(
+        {
+            "session_id": record.session_id,
+            "revision": record.revision,
+            "size_bytes": record.size_bytes,
+            "saved_at": to_micros(record.saved_at),
+            "expires_at": to_micros(record.expires_at),
+            "blob_key": record.blob_key,
+            "archived": record.archived,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _state_from_json(raw: str | bytes) -> StateRecord:
+    data: dict[str, Any] = json.loads(raw)
+    return StateRecord(
+        session_id=data["session_id"],
+        revision=data["revision"],
+        size_bytes=data["size_bytes"],
+        saved_at=from_micros(data["saved_at"]),
+        expires_at=from_micros(data["expires_at"]),
+        blob_key=data["blob_key"],
+        archived=data["archived"],
     )
 
 
@@ -97,6 +137,7 @@ class RedisMetadata:
     def __init__(self, settings: RedisSettings, prefix: str = "codeapi") -> None:
         self.prefix = prefix
         self._redis = aioredis.Redis(connection_pool=_connection_pool(settings))
+        self._binary = aioredis.Redis(connection_pool=_connection_pool(settings, decode=False))
 
     def _session_key(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
@@ -121,6 +162,7 @@ class RedisMetadata:
     async def close(self) -> None:
         with _boundary("close"):
             await self._redis.aclose(close_connection_pool=True)
+            await self._binary.aclose(close_connection_pool=True)
 
     def lock(self, session_id: str, timeout_s: float, wait_s: float) -> AbstractAsyncContextManager[None]:
         return self._lock(session_id, timeout_s, wait_s)
@@ -187,6 +229,7 @@ class RedisMetadata:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._session_key(session_id), self._files_key(session_id))
                 pipe.zrem(self._expiry_key, session_id)
+                self._drop_state(pipe, session_id)
                 if record is not None and record.entity_id is not None:
                     pipe.zrem(self._entity_key(record.entity_id), session_id)
                 for file in files:
@@ -272,3 +315,81 @@ class RedisMetadata:
         with _boundary("blob_in_use"):
             live: int = await self._redis.zcount(self._blob_key(blob_key), f"({_now_micros()}", "+inf")
         return live > 0
+
+    def _state_key(self, session_id: str) -> str:
+        return f"{self.prefix}:state:{session_id}"
+
+    def _state_data_key(self, session_id: str) -> str:
+        return f"{self.prefix}:state_data:{session_id}"
+
+    def _drop_state(self, pipe: Pipeline, session_id: str) -> None:
+        pipe.delete(self._state_key(session_id), self._state_data_key(session_id))
+        pipe.zrem(f"{self.prefix}:states:saved", session_id)
+        pipe.zrem(f"{self.prefix}:states:expiry", session_id)
+
+    async def put_state(self, record: StateRecord, inline: bytes | None) -> None:
+        sid = record.session_id
+        deadline_ms = _ms(record.expires_at) + RECORD_GRACE_MS
+        saved_index, expiry_index = f"{self.prefix}:states:saved", f"{self.prefix}:states:expiry"
+        with _boundary("put_state"):
+            async with self._binary.pipeline(transaction=True) as pipe:
+                pipe.set(self._state_key(sid), _state_to_json(record), pxat=deadline_ms)
+                if record.blob_key is None and inline is not None:
+                    pipe.set(self._state_data_key(sid), inline, pxat=deadline_ms)
+                else:
+                    pipe.delete(self._state_data_key(sid))
+                if record.archived:
+                    pipe.zrem(saved_index, sid)
+                else:
+                    pipe.zadd(saved_index, {sid: to_micros(record.saved_at)})
+                pipe.zadd(expiry_index, {sid: to_micros(record.expires_at)})
+                for index in (saved_index, expiry_index):
+                    _keep_until(pipe, index, _ms(record.expires_at) + INDEX_GRACE_MS)
+                await pipe.execute()
+
+    @staticmethod
+    def _live_state(raw: bytes | str | None) -> StateRecord | None:
+        if raw is None:
+            return None
+        record = _state_from_json(raw)
+        return record if to_micros(record.expires_at) > _now_micros() else None
+
+    async def get_state(self, session_id: str) -> StateRecord | None:
+        with _boundary("get_state"):
+            raw = await self._binary.get(self._state_key(session_id))
+        return self._live_state(raw)
+
+    async def read_inline_state(self, session_id: str) -> bytes | None:
+        with _boundary("read_inline_state"):
+            raw, data = await self._binary.mget([self._state_key(session_id), self._state_data_key(session_id)])
+        record = self._live_state(raw)
+        if record is None or record.blob_key is not None or not isinstance(data, bytes):
+            return None
+        return data
+
+    async def delete_state(self, session_id: str) -> None:
+        with _boundary("delete_state"):
+            async with self._binary.pipeline(transaction=True) as pipe:
+                self._drop_state(pipe, session_id)
+                await pipe.execute()
+
+    async def states_to_archive(self, saved_before: datetime, limit: int) -> list[StateRecord]:
+        saved_index = f"{self.prefix}:states:saved"
+        with _boundary("states_to_archive"):
+            found = await self._binary.zrangebyscore(saved_index, "-inf", to_micros(saved_before), start=0, num=limit)
+            session_ids = [_text(item) for item in found]
+            if not session_ids:
+                return []
+            raws = await self._binary.mget([self._state_key(sid) for sid in session_ids])
+            gone = [sid for sid, raw in zip(session_ids, raws, strict=True) if raw is None]
+            if gone:
+                await self._binary.zrem(saved_index, *gone)
+        records = [self._live_state(raw) for raw in raws]
+        return [record for record in records if record is not None and not record.archived]
+
+    async def expired_states(self, now: datetime, limit: int) -> list[str]:
+        with _boundary("expired_states"):
+            found = await self._binary.zrangebyscore(
+                f"{self.prefix}:states:expiry", "-inf", to_micros(now), start=0, num=limit
+            )
+        return [_text(item) for item in found]

@@ -18,7 +18,7 @@ import aiosqlite
 import structlog
 
 from codeapi.errors import BackendUnavailable
-from codeapi.storage.metadata.base import FileRecord, SessionRecord
+from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 from codeapi.storage.metadata.common import from_micros, oldest_first, to_micros
 from codeapi.storage.metadata.locks import LocalSessionLocks
 
@@ -46,10 +46,23 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (session_id, file_id)
 );
 CREATE INDEX IF NOT EXISTS files_blob ON files (blob_key, expires_at);
+CREATE TABLE IF NOT EXISTS states (
+    session_id TEXT PRIMARY KEY,
+    revision TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    saved_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    blob_key TEXT,
+    archived INTEGER NOT NULL,
+    data BLOB
+);
+CREATE INDEX IF NOT EXISTS states_saved ON states (archived, saved_at);
+CREATE INDEX IF NOT EXISTS states_expiry ON states (expires_at);
 """
 
 SESSION_COLUMNS = "session_id, created_at, expires_at, user_id, entity_id"
 FILE_COLUMNS = "session_id, file_id, name, size_bytes, content_type, created_at, expires_at, blob_key"
+STATE_COLUMNS = "session_id, revision, size_bytes, saved_at, expires_at, blob_key, archived"
 
 
 def _now() -> int:
@@ -76,6 +89,18 @@ def _file(row: sqlite3.Row) -> FileRecord:
         created_at=from_micros(row["created_at"]),
         expires_at=from_micros(row["expires_at"]),
         blob_key=row["blob_key"],
+    )
+
+
+def _state(row: sqlite3.Row) -> StateRecord:
+    return StateRecord(
+        session_id=row["session_id"],
+        revision=row["revision"],
+        size_bytes=row["size_bytes"],
+        saved_at=from_micros(row["saved_at"]),
+        expires_at=from_micros(row["expires_at"]),
+        blob_key=row["blob_key"],
+        archived=bool(row["archived"]),
     )
 
 
@@ -107,18 +132,29 @@ class SqliteMetadata:
         return store
 
     async def connect(self) -> None:
+        if self._db is not None:
+            return
         with _boundary("connect"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(self.path)
-            db.row_factory = sqlite3.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            # WAL makes NORMAL durable across application crashes; only a power loss can drop
-            # the last transactions, which for expiring session metadata is acceptable.
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await db.executescript(SCHEMA)
-            await db.commit()
+            try:
+                await self._prepare(db)
+            except sqlite3.Error:
+                # aiosqlite runs a non-daemon thread per connection: left open, it blocks exit.
+                await db.close()
+                raise
             self._db = db
+
+    @staticmethod
+    async def _prepare(db: aiosqlite.Connection) -> None:
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        # WAL makes NORMAL durable across application crashes; only a power loss can drop
+        # the last transactions, which for expiring session metadata is acceptable.
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(SCHEMA)
+        await db.commit()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -181,6 +217,7 @@ class SqliteMetadata:
         with _boundary("delete_session"):
             await self._write(
                 ("DELETE FROM files WHERE session_id = ?", (session_id,)),
+                ("DELETE FROM states WHERE session_id = ?", (session_id,)),
                 ("DELETE FROM sessions WHERE session_id = ?", (session_id,)),
             )
 
@@ -261,3 +298,60 @@ class SqliteMetadata:
             ) as cursor:
                 row = await cursor.fetchone()
         return row is not None
+
+    async def put_state(self, record: StateRecord, inline: bytes | None) -> None:
+        with _boundary("put_state"):
+            await self._write(
+                (
+                    f"INSERT OR REPLACE INTO states ({STATE_COLUMNS}, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.session_id,
+                        record.revision,
+                        record.size_bytes,
+                        to_micros(record.saved_at),
+                        to_micros(record.expires_at),
+                        record.blob_key,
+                        int(record.archived),
+                        inline if record.blob_key is None else None,
+                    ),
+                )
+            )
+
+    async def get_state(self, session_id: str) -> StateRecord | None:
+        with _boundary("get_state"):
+            async with self.db.execute(
+                f"SELECT {STATE_COLUMNS} FROM states WHERE session_id = ? AND expires_at > ?", (session_id, _now())
+            ) as cursor:
+                row = await cursor.fetchone()
+        return _state(row) if row is not None else None
+
+    async def read_inline_state(self, session_id: str) -> bytes | None:
+        with _boundary("read_inline_state"):
+            async with self.db.execute(
+                "SELECT data FROM states WHERE session_id = ? AND expires_at > ?", (session_id, _now())
+            ) as cursor:
+                row = await cursor.fetchone()
+        return bytes(row["data"]) if row is not None and row["data"] is not None else None
+
+    async def delete_state(self, session_id: str) -> None:
+        with _boundary("delete_state"):
+            await self._write(("DELETE FROM states WHERE session_id = ?", (session_id,)))
+
+    async def states_to_archive(self, saved_before: datetime, limit: int) -> list[StateRecord]:
+        with _boundary("states_to_archive"):
+            async with self.db.execute(
+                f"SELECT {STATE_COLUMNS} FROM states WHERE archived = 0 AND saved_at <= ? AND expires_at > ?"
+                " ORDER BY saved_at LIMIT ?",
+                (to_micros(saved_before), _now(), limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+        return [_state(row) for row in rows]
+
+    async def expired_states(self, now: datetime, limit: int) -> list[str]:
+        with _boundary("expired_states"):
+            async with self.db.execute(
+                "SELECT session_id FROM states WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+                (to_micros(now), limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+        return [row["session_id"] for row in rows]

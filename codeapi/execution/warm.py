@@ -1,0 +1,88 @@
+"""The Python fast path's decisions: when a kept sandbox's /mnt/data can serve a call as it is, how
+its state is saved, and what the user is told. The steps themselves are ExecutionService.run_warm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from codeapi.execution.files import Fingerprint, walk_outputs
+from codeapi.repl import protocol
+from codeapi.repl.pool import ReplPool
+from codeapi.repl.sandbox import CallResult, ReplSandbox
+from codeapi.sandbox.policy import Termination
+from codeapi.state.store import StateStore
+from codeapi.storage.metadata.base import FileRecord, StateRecord
+
+MB = 1024 * 1024
+RESTARTED_NOTE = (
+    "The Python process of this session stopped; the next execution starts a new one "
+    "with the variables saved after the last completed execution."
+)
+
+
+@dataclass(frozen=True)
+class WarmPython:
+    pool: ReplPool
+    states: StateStore | None  # None: STATE_PERSISTENCE_ENABLED=false, every call starts empty
+    capture_on_error: bool  # STATE_CAPTURE_ON_ERROR
+
+    @property
+    def save_mode(self) -> str:
+        if self.states is None:
+            return protocol.SAVE_NEVER
+        return protocol.SAVE_ALWAYS if self.capture_on_error else protocol.SAVE_ON_SUCCESS
+
+
+def unchanged_inputs(
+    sandbox: ReplSandbox, chosen: dict[str, FileRecord], max_file_bytes: int
+) -> dict[str, Fingerprint] | None:
+    """The fingerprints of a kept sandbox's files when /mnt/data holds exactly this call's inputs.
+
+    The API writes inputs only into a directory no user code has run in yet (a kept sandbox may
+    still run a user's background process), so anything else means a fresh sandbox.
+    """
+    if not sandbox.used or set(chosen) != set(sandbox.manifest):
+        return None
+    if any(sandbox.manifest[name][0] != record.file_id for name, record in chosen.items()):
+        return None
+    found, rejected = walk_outputs(Path(sandbox.dirs.data), max_file_bytes)
+    fingerprints = {item.path: item.fingerprint for item in found}
+    if rejected or fingerprints != {name: kept for name, (_, kept) in sandbox.manifest.items()}:
+        return None
+    return fingerprints
+
+
+def state_notes(call: CallResult, limit_bytes: int) -> list[str]:
+    notes: list[str] = []
+    if call.state_skipped:
+        notes.append(f"Not kept for the next execution (cannot be serialised): {', '.join(call.state_skipped)}")
+    if call.state_too_large_bytes is not None:
+        notes.append(
+            f"Variables not saved: their serialised size ({call.state_too_large_bytes / MB:.1f} MB) exceeds "
+            f"the limit of {limit_bytes // MB} MB; a restarted session starts without them"
+        )
+    if call.worker_died:
+        notes.append(RESTARTED_NOTE)
+    return notes
+
+
+async def settle_state(
+    warm: WarmPython, sandbox: ReplSandbox, session_id: str, call: CallResult, previous: StateRecord | None
+) -> bool:
+    """Save what the call left, if anything; returns whether the sandbox may serve the session again.
+
+    A kept sandbox must hold exactly the saved state, so one whose changes were not saved (an
+    error without STATE_CAPTURE_ON_ERROR, a timeout, a crash) is dropped: the next call restores.
+    """
+    if warm.states is None or call.worker_died or call.result.termination is not Termination.EXITED:
+        return False
+    if call.state_too_large_bytes is not None:
+        await warm.states.forget(session_id)  # an older saved state must not come back later
+        sandbox.revision = None
+        return True
+    if call.state is None:
+        return False
+    sandbox.revision = await warm.states.save(session_id, call.state, call.state_raw_bytes, previous)
+    return True

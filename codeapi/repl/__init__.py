@@ -1,0 +1,1 @@
+"""Warm Python sandboxes: the zygote, the in-sandbox supervisor and worker, and the pool (stdlib only here)."""

@@ -1,0 +1,172 @@
+"""The warm set of Python REPL sandboxes, and the sessions' kept ("hot") ones.
+
+* warm: started, never used, belonging to no session (SANDBOX_POOL_PY of them, refilled in the
+  background in batches of SANDBOX_POOL_PARALLEL_BATCH every SANDBOX_POOL_REPLENISH_INTERVAL, or at
+  once when a checkout empties the pool and SANDBOX_POOL_EXHAUSTION_TRIGGER is set).
+* hot: the sandbox a session's last call ran in, kept for that session only, so its next call skips
+  restoring state. It is handed back only to the same session at the same state revision; idle
+  ones are destroyed after SANDBOX_TTL_MINUTES, and the least recently used once too many are kept.
+
+A sandbox is never given to a second session: when a session lets go of it, it is destroyed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import structlog
+
+from codeapi.errors import SandboxFailure
+from codeapi.repl.sandbox import ReplLauncher, ReplSandbox, start_sandbox
+
+logger = structlog.get_logger(__name__)
+
+FAILURE_BACKOFF_S = 5.0
+
+
+@dataclass(frozen=True)
+class PoolPolicy:
+    warm_target: int  # SANDBOX_POOL_PY when the pool is enabled, else 0 (sandboxes start on demand)
+    warmup_on_startup: bool
+    parallel_batch: int
+    replenish_interval_s: float
+    exhaustion_trigger: bool
+    idle_ttl_s: float  # SANDBOX_TTL_MINUTES
+    sweep_interval_s: float  # SANDBOX_CLEANUP_INTERVAL_MINUTES
+    max_hot: int
+    max_age_s: float  # a sandbox older than this is not handed out again (nsjail's time limit is beyond it)
+    zygote_timeout_s: float
+
+
+class ReplPool:
+    def __init__(self, launcher: ReplLauncher, policy: PoolPolicy) -> None:
+        self.launcher = launcher
+        self.policy = policy
+        self.warm: deque[ReplSandbox] = deque()
+        self.hot: OrderedDict[str, ReplSandbox] = OrderedDict()
+        self.starting = 0
+        self.refill = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.teardowns: set[asyncio.Task[None]] = set()
+
+    @property
+    def available(self) -> bool:
+        return self.launcher.zygote.alive
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.replenish()), asyncio.create_task(self.sweep())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        everything = [*self.warm, *self.hot.values()]
+        self.warm.clear()
+        self.hot.clear()
+        await asyncio.gather(*(sandbox.destroy() for sandbox in everything), *self.teardowns)
+        await self.launcher.zygote.stop()
+
+    async def checkout(self, session_id: str, revision: str | None) -> ReplSandbox | None:
+        """The session's kept sandbox if it is at ``revision``, else a fresh one; None without a zygote."""
+        kept = self.hot.pop(session_id, None)
+        if kept is not None:
+            if kept.alive and kept.revision == revision and not self.too_old(kept):
+                logger.debug("repl.reused", job_id=kept.job_id)
+                return kept
+            self.discard(kept)
+        return await self.fresh()
+
+    async def fresh(self) -> ReplSandbox | None:
+        while self.warm:
+            sandbox = self.warm.popleft()
+            self.refill.set()
+            if sandbox.alive and not self.too_old(sandbox):
+                logger.debug("repl.acquired", job_id=sandbox.job_id, warm_left=len(self.warm))
+                return sandbox
+            self.discard(sandbox)
+        if self.policy.exhaustion_trigger:
+            self.refill.set()
+        if not self.available:
+            return None
+        try:
+            return await start_sandbox(self.launcher)
+        except SandboxFailure as error:
+            logger.warning("repl.start_failed", error=error.message)
+            return None
+
+    def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
+        if not (keep and sandbox.alive):
+            self.discard(sandbox)
+            return
+        sandbox.session_id = session_id
+        self.hot[session_id] = sandbox
+        self.hot.move_to_end(session_id)
+        while len(self.hot) > self.policy.max_hot:
+            _, evicted = self.hot.popitem(last=False)
+            self.discard(evicted)
+
+    def discard(self, sandbox: ReplSandbox) -> None:
+        """Destroy in the background: the caller's response does not wait for the teardown."""
+        task = asyncio.create_task(sandbox.destroy())
+        self.teardowns.add(task)
+        task.add_done_callback(self.teardowns.discard)
+
+    def live_sandboxes(self) -> list[ReplSandbox]:
+        """Warm and kept sandboxes: alive on purpose between calls (containment checks skip them)."""
+        return [*self.warm, *self.hot.values()]
+
+    def too_old(self, sandbox: ReplSandbox) -> bool:
+        return time.monotonic() - sandbox.created_at > self.policy.max_age_s
+
+    async def replenish(self) -> None:
+        if self.policy.warmup_on_startup:
+            self.refill.set()
+        while True:
+            try:
+                await self.ensure_zygote()
+                await self.fill()
+            except SandboxFailure as error:
+                logger.warning("repl.replenish_failed", error=error.message)
+                await asyncio.sleep(FAILURE_BACKOFF_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.refill.wait(), self.policy.replenish_interval_s)
+            self.refill.clear()
+
+    async def ensure_zygote(self) -> None:
+        if not self.launcher.zygote.alive:
+            await self.launcher.zygote.stop()
+            await self.launcher.zygote.start(self.policy.zygote_timeout_s)
+
+    async def fill(self) -> None:
+        while (missing := self.policy.warm_target - len(self.warm) - self.starting) > 0:
+            batch = min(missing, self.policy.parallel_batch)
+            self.starting += batch
+            try:
+                started = await asyncio.gather(
+                    *(start_sandbox(self.launcher) for _ in range(batch)), return_exceptions=True
+                )
+            finally:
+                self.starting -= batch
+            failures = [item for item in started if isinstance(item, BaseException)]
+            self.warm.extend(item for item in started if isinstance(item, ReplSandbox))
+            logger.debug("repl.pool_filled", started=batch - len(failures), warm=len(self.warm))
+            if failures:
+                raise SandboxFailure(f"{len(failures)} warm sandboxes failed to start: {failures[0]!r}")
+
+    async def sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.sweep_interval_s)
+            cutoff = time.monotonic() - self.policy.idle_ttl_s
+            for session_id, sandbox in list(self.hot.items()):
+                if sandbox.last_used_at < cutoff or not sandbox.alive:
+                    del self.hot[session_id]
+                    self.discard(sandbox)
+            for sandbox in [item for item in self.warm if not item.alive or self.too_old(item)]:
+                self.warm.remove(sandbox)
+                self.discard(sandbox)

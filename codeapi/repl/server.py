@@ -1,0 +1,245 @@
+"""The REPL worker: the pre-imported interpreter that runs user code, inside its jail (stdlib + data stack).
+
+The zygote forks it already isolated; from then on it is an ordinary sandboxed process with fds
+0 (/dev/null), 1 and 2 (pipes the supervisor reads) and its link to the supervisor. A call runs the
+code in one persistent ``__main__`` namespace, echoes a trailing expression like the Python REPL,
+and (when asked) pickles that namespace here, inside the sandbox: the API only ever stores the
+compressed bytes and never unpickles user data.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import faulthandler
+import importlib
+import io
+import linecache
+import os
+import socket
+import sys
+import traceback
+import types
+import zlib
+from typing import Any
+
+from codeapi.repl import kernel, protocol
+
+
+def optional_module(name: str) -> Any:
+    """The sandbox venv has both; the API's venv, which only type-checks this module, has neither."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+cloudpickle = optional_module("cloudpickle")
+zstandard = optional_module("zstandard")  # without it, state is compressed with zlib
+
+WORK_DIR = "/mnt/data"
+CODE_DIR = "/code"
+READ_CHUNK = 65536
+ZSTD_LEVEL = 3
+
+
+def read_frame(link: socket.socket, max_frame_bytes: int) -> protocol.Frame | None:
+    decoder = protocol.FrameDecoder(max_frame_bytes)
+    while True:
+        data = link.recv(READ_CHUNK)
+        if not data:
+            return None
+        frames = decoder.feed(data)
+        if frames:
+            return frames[0]  # the supervisor sends one request and waits for its answer
+
+
+def compress(raw: bytes) -> bytes:
+    if zstandard is not None:
+        return protocol.CODEC_ZSTD + bytes(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw))
+    return protocol.CODEC_ZLIB + zlib.compress(raw, 1)
+
+
+def decompress(blob: bytes) -> bytes:
+    codec, body = blob[:1], blob[1:]
+    if codec == protocol.CODEC_ZSTD and zstandard is not None:
+        return bytes(zstandard.ZstdDecompressor().decompress(body))
+    if codec == protocol.CODEC_ZLIB:
+        return zlib.decompress(body)
+    raise ValueError("unknown state codec")
+
+
+def user_names(namespace: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in namespace.items() if not (name.startswith("__") and name.endswith("__"))}
+
+
+def serialise(namespace: dict[str, Any]) -> tuple[bytes, list[str]]:
+    """cloudpickle of the user's names; what cannot be pickled (files, sockets, generators) is left out.
+
+    Pickling runs user objects' __reduce__, which may raise anything, hence the broad catches.
+    """
+    names = user_names(namespace)
+    try:
+        return bytes(cloudpickle.dumps(names, protocol=5)), []
+    except Exception:  # arbitrary user objects: narrowed to the culprits below
+        pass
+    skipped = []
+    for name, value in names.items():
+        try:
+            cloudpickle.dumps(value, protocol=5)
+        except Exception:  # see above
+            skipped.append(f"{name} ({type(value).__name__})")
+    kept = {name: value for name, value in names.items() if f"{name} ({type(value).__name__})" not in skipped}
+    try:
+        return bytes(cloudpickle.dumps(kept, protocol=5)), skipped
+    except Exception:  # objects that only fail together (shared unpicklable parts)
+        return bytes(cloudpickle.dumps({}, protocol=5)), [*skipped, *sorted(kept)]
+
+
+class Worker:
+    def __init__(self, link: socket.socket) -> None:
+        self.link = link
+        self.module = types.ModuleType("__main__")
+        self.module.__dict__.update(__builtins__=builtins, __file__=protocol.SCRIPT_PATH)
+        sys.modules["__main__"] = self.module
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        return self.module.__dict__
+
+    def serve(self) -> None:
+        self.link.sendall(protocol.encode({"type": protocol.READY, "pid": os.getpid()}))
+        max_frame = protocol.SMALL_FRAME_BYTES
+        while True:
+            frame = read_frame(self.link, max_frame)
+            if frame is None or frame.kind != protocol.RUN:
+                return
+            max_frame = protocol.frame_cap(int(frame.header["max_state_bytes"]), 0)
+            self.link.sendall(self.handle(frame))
+
+    def handle(self, frame: protocol.Frame) -> bytes:
+        header = frame.header
+        if "state" in frame.blobs:
+            self.restore(frame.blobs["state"])
+        sys.argv = [protocol.SCRIPT_PATH, *map(str, header.get("args", []))]
+        exit_code, failed = self.execute(str(header["code"]))
+        flush_streams()
+        done: dict[str, Any] = {"type": protocol.DONE, "id": header["id"], "exit_code": exit_code, "failed": failed}
+        save = header.get("save")
+        blobs: dict[str, bytes] = {}
+        if save == protocol.SAVE_ALWAYS or (save == protocol.SAVE_ON_SUCCESS and not failed):
+            blob = self.capture(done, int(header["max_state_bytes"]))
+            if blob is not None:
+                blobs["state"] = blob
+        return protocol.encode(done, blobs)
+
+    def restore(self, blob: bytes) -> None:
+        try:
+            self.namespace.update(cloudpickle.loads(decompress(blob)))
+        except Exception as error:  # unpickling runs arbitrary __setstate__ code
+            sys.stderr.write(f"Could not restore the session's variables: {type(error).__name__}: {error}\n")
+
+    def capture(self, done: dict[str, Any], max_state_bytes: int) -> bytes | None:
+        raw, skipped = serialise(self.namespace)
+        blob = compress(raw)
+        done.update(state_raw_bytes=len(raw), state_skipped=skipped)
+        if len(blob) > max_state_bytes:
+            done["state_too_large"] = len(blob)
+            return None
+        return blob
+
+    def execute(self, code: str) -> tuple[int, bool]:
+        """Run the code; returns (exit code, whether it raised). User code may raise anything."""
+        try:
+            run_code(code, self.namespace)
+        except SystemExit as stop:
+            return exit_status(stop), False
+        except BaseException as error:  # the boundary between user code and the server
+            print_user_traceback(error)
+            return 1, True
+        return 0, False
+
+
+def run_code(code: str, namespace: dict[str, Any]) -> None:
+    """Execute like a script, then echo a trailing expression's value as the interactive REPL does."""
+    linecache.cache[protocol.SCRIPT_PATH] = (len(code), None, code.splitlines(True), protocol.SCRIPT_PATH)
+    tree = ast.parse(code, protocol.SCRIPT_PATH, "exec")
+    trailing = tree.body[-1] if tree.body else None
+    if isinstance(trailing, ast.Expr):
+        tree.body.pop()
+    exec(compile(tree, protocol.SCRIPT_PATH, "exec"), namespace)
+    if isinstance(trailing, ast.Expr):
+        value = eval(compile(ast.Expression(trailing.value), protocol.SCRIPT_PATH, "eval"), namespace)
+        sys.displayhook(value)
+
+
+def exit_status(stop: SystemExit) -> int:
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    sys.stderr.write(f"{stop.code}\n")  # what the interpreter prints for sys.exit("message")
+    return 1
+
+
+def print_user_traceback(error: BaseException) -> None:
+    """The traceback a one-shot run would print: the server's own frames are dropped."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != protocol.SCRIPT_PATH:
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb, file=sys.stderr)
+
+
+def flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # user code closed or replaced the stream; its output is its own business
+
+
+def text_stream(fd: int) -> io.TextIOWrapper:
+    """Like a one-shot run under PYTHONUNBUFFERED: every write reaches the pipe at once."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
+
+
+def take_pipes(link: socket.socket) -> None:
+    _, fds, _, _ = socket.recv_fds(link, 16, 2)
+    if len(fds) != 2:
+        raise protocol.ProtocolError("the supervisor did not send the output pipes")
+    for target, fd in zip((1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    # sys.__stdout__/__stderr__ stay the zygote's objects: they write to the same fds 1 and 2.
+    sys.stdout = text_stream(1)
+    sys.stderr = text_stream(2)
+
+
+def point_matplotlib_home() -> None:
+    """The zygote imported matplotlib with a host cache dir; from here on it is the job's home."""
+    matplotlib = sys.modules.get("matplotlib")
+    configdir = os.environ.get("MPLCONFIGDIR")
+    if matplotlib is not None and configdir:
+        for name in ("get_configdir", "get_cachedir"):
+            setattr(matplotlib, name, lambda: configdir)
+
+
+def become_worker(link_fd: int, filters: list[kernel.Filter]) -> None:
+    """In the forked, isolated child: tidy the process up as a fresh interpreter would be, then serve."""
+    os.setsid()
+    if link_fd != protocol.WORKER_LINK_FD:
+        os.dup2(link_fd, protocol.WORKER_LINK_FD)
+    os.closerange(protocol.WORKER_LINK_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    link = socket.socket(fileno=protocol.WORKER_LINK_FD)
+    take_pipes(link)
+    faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the call's stderr
+    os.chdir(WORK_DIR)
+    sys.path = [CODE_DIR, *(entry for entry in sys.path[1:] if entry)]
+    point_matplotlib_home()
+    kernel.install_seccomp_filters(filters)
+    Worker(link).serve()

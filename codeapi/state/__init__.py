@@ -1,0 +1,1 @@
+"""Saved Python state across calls: hot, archived, expired."""
