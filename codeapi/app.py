@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI
@@ -53,6 +53,7 @@ from codeapi.storage.metadata.base import MetadataStore
 logger = structlog.get_logger(__name__)
 
 MB = 1024 * 1024
+SHUTDOWN_STEP_S = 15
 UID_POOL_SIZE = 64
 # Kept REPL sandboxes hold a uid each; half the pool stays for one-shot runs and warm-ups.
 MAX_KEPT_SANDBOXES = UID_POOL_SIZE // 2
@@ -192,6 +193,17 @@ def build_warm_python(
     return WarmPython(ReplPool(launcher, pool_policy(settings)), states, settings.state.capture_on_error)
 
 
+async def settle(what: str, *tasks: asyncio.Future[Any]) -> None:
+    """Wait a bounded time for shutdown work: a stuck step is logged, never allowed to hang the exit.
+
+    asyncio.wait (unlike wait_for) does not cancel or await what is still pending, so nothing
+    that swallows a cancellation can hold the shutdown; the processes left are killed below.
+    """
+    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_S)
+    if pending:
+        logger.error("codeapi.shutdown_step_stuck", step=what, pending=len(pending))
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -239,10 +251,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             for task in (sweeper, *background):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await settle("background tasks", *(sweeper, *background))
             if warm is not None:
-                await warm.pool.stop()
+                await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
             # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
             runner.close()
             workspaces.close()

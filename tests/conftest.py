@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import threading
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -126,3 +129,18 @@ async def run(client: httpx.AsyncClient, lang: str, code: str, **extra: Any) -> 
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Name any thread that would keep the test process from exiting (CI must never hang)."""
+    lingering = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and thread.is_alive() and not thread.daemon
+    ]
+    if not lingering:
+        return
+    frames = sys._current_frames()
+    for thread in lingering:
+        stack = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident in frames else "?"
+        sys.stderr.write(f"\nthread still running at exit: {thread.name}\n{stack}")

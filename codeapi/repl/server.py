@@ -16,6 +16,7 @@ import importlib
 import io
 import linecache
 import os
+import signal
 import socket
 import sys
 import traceback
@@ -110,12 +111,16 @@ class Worker:
     def serve(self) -> None:
         self.link.sendall(protocol.encode({"type": protocol.READY, "pid": os.getpid()}))
         max_frame = protocol.SMALL_FRAME_BYTES
+        user_handler = reap_between_calls()
         while True:
             frame = read_frame(self.link, max_frame)
             if frame is None or frame.kind != protocol.RUN:
                 return
             max_frame = protocol.frame_cap(int(frame.header["max_state_bytes"]), 0)
-            self.link.sendall(self.handle(frame))
+            set_sigchld(user_handler)  # during a call, its children are the code's own to wait for
+            answer = self.handle(frame)
+            user_handler = reap_between_calls()
+            self.link.sendall(answer)
 
     def handle(self, frame: protocol.Frame) -> bytes:
         header = frame.header
@@ -158,6 +163,35 @@ class Worker:
             print_user_traceback(error)
             return 1, True
         return 0, False
+
+
+def reap_children(signum: int = 0, frame: object = None) -> None:
+    """Collect every exited child without blocking (user code's, killed by the supervisor)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def reap_between_calls() -> Any:
+    """From now until the next call, children that exit are reaped at once: the supervisor kills
+    the call's leftovers after it reports, and each unreaped zombie would hold a slot of the pids
+    limit. Returns the SIGCHLD handler user code had set, to put back for the next call."""
+    previous = set_sigchld(reap_children)
+    reap_children()  # those that exited before the handler was in place
+    return previous
+
+
+def set_sigchld(handler: Any) -> Any:
+    """Install a SIGCHLD handler and return the one it replaced (SIG_DFL if not Python's)."""
+    try:
+        previous = signal.signal(signal.SIGCHLD, handler)
+    except (OSError, TypeError, ValueError):  # a handler user code left that cannot be put back
+        previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    return previous if previous is not None else signal.SIG_DFL
 
 
 def run_code(code: str, namespace: dict[str, Any]) -> None:

@@ -8,7 +8,10 @@ stdout and stderr are read from pipes this process made, capped while they strea
 when the worker reports it, dies, overruns its time or floods its output. Whatever the worker sends
 is its own data (its output, its pickled state): forging it gains nothing.
 
-When this process exits, the kernel kills everything else in the jail's pid namespace.
+When a call ends (in any way), every other process in the jail but the worker is killed and reaped:
+a kept sandbox carries no background process from one call into the time after it. This process is
+the pid namespace's init, so orphans are re-parented (and reaped) here; the worker reaps its own
+children. When this process exits, the kernel kills everything else in the jail's pid namespace.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ PR_SET_DUMPABLE = 4
 SIGKILL = 9
 SIGCHLD = 17
 SIG_IGN = 1
+JAIL_INIT_PID = 1  # this process, in the jail's pid namespace (the jail's /proc shows only that)
+# Killing the others is repeated until a scan of /proc finds none alive (a process forking while
+# the scan runs may add one after it), within these bounds.
+KILL_ROUNDS = 200
+KILL_PAUSE_S = 0.002
 
 
 class Call:
@@ -148,7 +156,9 @@ class Supervisor:
         if call is None or frame.kind != protocol.DONE or frame.header.get("id") != call.call_id:
             self.finish_abnormally(protocol.ENDED_BY_WORKER_DEATH)
             return False
-        # Output written before the worker reported is already in the pipes: take all of it.
+        # The call's other processes end with it (their output so far is in the pipes); then output
+        # written before the worker reported is already in the pipes: take all of it.
+        kill_strays(self.worker_pid)
         for fd in self.pipes:
             if not self.drain(fd):
                 self.finish_abnormally(protocol.ENDED_BY_OUTPUT_LIMIT)
@@ -174,6 +184,7 @@ class Supervisor:
                 os.kill(self.worker_pid, SIGKILL)
             except ProcessLookupError:
                 pass
+        kill_strays(self.worker_pid)
         if self.call is not None:
             for fd in self.pipes:
                 if not self.drain(fd):
@@ -198,6 +209,51 @@ class Supervisor:
             blobs["state"] = state
         self.call = None
         self.send_api(header, blobs)
+
+
+def kill_strays(worker_pid: int) -> None:
+    """SIGKILL every process in the jail but this one and the worker, until none is left alive.
+
+    Orphans are this process's children (it is the pid namespace's init) and are reaped here; the
+    worker's own children become zombies until the worker reaps them (it does between calls).
+    """
+    spared = {JAIL_INIT_PID, os.getpid(), worker_pid}
+    for _ in range(KILL_ROUNDS):
+        alive = [pid for pid in jail_pids() if pid not in spared and not is_zombie(pid)]
+        for pid in alive:
+            try:
+                os.kill(pid, SIGKILL)
+            except OSError:  # gone meanwhile
+                pass
+        reap_orphans()
+        if not alive:
+            return
+        time.sleep(KILL_PAUSE_S)
+
+
+def jail_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def is_zombie(pid: int) -> bool:
+    """A zombie (or a process already gone) needs no signal; a killed one may not have died yet."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[:1] in ([b"Z"], [b"X"])
+
+
+def reap_orphans() -> None:
+    """Collect exited children (orphans re-parented here) without blocking."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def harden() -> None:

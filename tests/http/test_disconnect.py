@@ -47,7 +47,8 @@ def test_client_disconnect_kills_the_sandbox(server: Replica) -> None:
     payload = {"lang": "bash", "code": f"sleep {MARKER}"}
     # Leave once the first keep-alive byte shows the run is under way.
     with httpx.stream("POST", f"{server.url}/exec", json=payload, headers={"x-api-key": API_KEY}) as response:
-        assert next(response.iter_raw()) == b" "
+        chunks = response.iter_raw()  # kept: a discarded iterator would close the stream at once
+        assert next(chunks) == b" "
         wait_until(lambda: marker_processes() != [])
     wait_until(lambda: marker_processes() == [])
     assert httpx.get(f"{server.url}/health").status_code == 200
