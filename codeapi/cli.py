@@ -52,6 +52,9 @@ def serve(args: argparse.Namespace) -> int:
         ssl_keyfile=str(ssl.key_file) if https else None,
         ssl_ca_certs=str(ssl.ca_certs) if https and ssl.ca_certs else None,
         timeout_graceful_shutdown=10,
+        # uvloop spawns subprocesses with a full fork (7-10 ms each here); stdlib asyncio uses
+        # posix_spawn/vfork (1-2 ms). Every execution spawns nsjail, so this dominates. See docs/performance.md.
+        loop="asyncio",
     )
     return 0
 
