@@ -23,7 +23,7 @@ GO_WARM_TIME_S = 900
 
 
 def workspaces_for(settings: Settings) -> Workspaces:
-    return Workspaces(settings.sandbox.base_dir, settings.sandbox.uid, 1)
+    return Workspaces(settings.sandbox.base_dir, settings.sandbox.uid, 1, settings.sandbox.workdir_size_mb)
 
 
 def prepare_for_cli(settings: Settings) -> Workspaces:

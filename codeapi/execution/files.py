@@ -8,17 +8,23 @@ opened descriptor, so symlinks, FIFOs, devices and swapped directories are never
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeapi.errors import RequestTooLarge
 from codeapi.sessions.names import is_hidden
 
 READ_CHUNK = 1024 * 1024
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+# Directories nested deeper than this are not descended (each open level holds one descriptor).
+MAX_DEPTH = 64
+# The job's tmpfs quota is full: the inputs do not fit.
+QUOTA_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,19 @@ def fingerprint(st: os.stat_result) -> Fingerprint:
 
 
 async def write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int) -> Fingerprint:
-    """Place one input at data_dir/name (the job has not started, so the tree is still ours)."""
+    """Place one input at data_dir/name (the job has not started, so the tree is still ours).
+
+    Raises RequestTooLarge when the inputs outgrow the job's disk quota.
+    """
+    try:
+        return await _write_input(data_dir, name, chunks, uid)
+    except OSError as exc:
+        if exc.errno in QUOTA_ERRNOS:
+            raise RequestTooLarge(f"The input files do not fit in the execution's disk quota ({name})") from exc
+        raise
+
+
+async def _write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int) -> Fingerprint:
     target = data_dir / name
     for parent in reversed(target.relative_to(data_dir).parents):
         directory = data_dir / parent
@@ -57,23 +75,60 @@ async def write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], u
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         async for chunk in chunks:
-            await asyncio.to_thread(os.write, fd, chunk)
+            await asyncio.to_thread(_write_all, fd, chunk)
         os.fchown(fd, uid, uid)
         return fingerprint(os.fstat(fd))
     finally:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def walk_outputs(data_dir: Path, max_file_bytes: int) -> tuple[list[FoundFile], list[Rejected]]:
-    """Every visible regular file under data_dir, without following any link."""
+    """Every visible regular file under data_dir, without following any link.
+
+    Blocking and possibly long (the tree is the user's): call it in a worker thread.
+    """
     found: list[FoundFile] = []
     rejected: list[Rejected] = []
-    root_fd = os.open(data_dir, OPEN_DIR)
+    root = _Level(os.open(data_dir, OPEN_DIR), "", 0)
+    stack = [root]
     try:
-        for relative, entry_fd in iterate_tree(root_fd, ""):
+        root.names = _listing(root.fd)
+        while stack:
+            level = stack[-1]
+            if not level.names:
+                os.close(stack.pop().fd)
+                continue
+            name = level.names.pop()
+            if is_hidden(name):
+                continue
+            relative = f"{level.prefix}{name}"
+            if not _is_utf8(name):
+                rejected.append(Rejected(_printable(relative), "the file name is not valid UTF-8"))
+                continue
             try:
-                st = os.fstat(entry_fd)
-                if not stat.S_ISREG(st.st_mode):
+                fd = os.open(name, OPEN_FILE, dir_fd=level.fd)
+            except OSError:
+                continue  # a symlink (ELOOP) or an entry that vanished: never followed
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
+                    if level.depth + 1 >= MAX_DEPTH:
+                        rejected.append(Rejected(relative, f"nested deeper than {MAX_DEPTH} directories"))
+                        continue
+                    try:
+                        names = _listing(fd)
+                    except OSError:
+                        continue  # unreadable or vanished: skipped like any entry that cannot be opened
+                    stack.append(_Level(fd, f"{relative}/", level.depth + 1, names))
+                    fd = -1  # owned by the stack now
+                elif not stat.S_ISREG(st.st_mode):
                     rejected.append(Rejected(relative, "not a regular file"))
                 elif st.st_nlink != 1:
                     rejected.append(Rejected(relative, "hard-linked files are not collected"))
@@ -82,31 +137,39 @@ def walk_outputs(data_dir: Path, max_file_bytes: int) -> tuple[list[FoundFile], 
                 else:
                     found.append(FoundFile(relative, fingerprint(st)))
             finally:
-                os.close(entry_fd)
+                if fd >= 0:
+                    os.close(fd)
     finally:
-        os.close(root_fd)
+        for level in stack:
+            os.close(level.fd)
     return found, rejected
 
 
-def iterate_tree(dir_fd: int, prefix: str) -> Iterator[tuple[str, int]]:
-    """Yield (relative path, open fd) for every non-directory entry; skips hidden names."""
+@dataclass
+class _Level:
+    """One open directory of the walk and the names still to visit in it (popped from the end)."""
+
+    fd: int
+    prefix: str
+    depth: int
+    names: list[str] = field(default_factory=list)
+
+
+def _listing(dir_fd: int) -> list[str]:
     with os.scandir(dir_fd) as entries:
-        names = sorted(entry.name for entry in entries)
-    for name in names:
-        relative = f"{prefix}{name}"
-        if is_hidden(name):
-            continue
-        try:
-            fd = os.open(name, OPEN_FILE, dir_fd=dir_fd)
-        except OSError:
-            continue  # a symlink (ELOOP) or an entry that vanished: never followed
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
-            try:
-                yield from iterate_tree(fd, f"{relative}/")
-            finally:
-                os.close(fd)
-        else:
-            yield relative, fd
+        return sorted((entry.name for entry in entries), reverse=True)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False  # os.scandir decoded undecodable bytes as lone surrogates
+    return True
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 async def read_output(data_dir: Path, relative: str, expected: Fingerprint) -> AsyncIterator[bytes]:

@@ -6,12 +6,14 @@ Both share one wall-clock budget, so a request's timeout covers the whole execut
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from codeapi.errors import InvalidRequest, RequestTooLarge
 from codeapi.languages.spec import LanguageSpec
 from codeapi.sandbox.policy import SandboxJob, SandboxLimits, SandboxResult
 from codeapi.sandbox.runner import NsjailRunner
@@ -24,6 +26,21 @@ class Program:
     code: str
     args: tuple[str, ...]
     timeout_s: float
+
+
+def check_program_text(code: str, args: tuple[str, ...]) -> None:
+    """Refuse text no program can receive: the source is written as UTF-8, args go to execve."""
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest("Code must be valid Unicode text (no lone surrogates)", field="code") from exc
+    for arg in args:
+        if "\x00" in arg:
+            raise InvalidRequest("Arguments must not contain NUL characters", field="args")
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest("Arguments must be valid Unicode text (no lone surrogates)", field="args") from exc
 
 
 @dataclass(frozen=True)
@@ -42,9 +59,15 @@ class ProgramRunner:
         spec = program.spec
         source = spec.source_for(program.code)
         source_path = dirs.code / source.name
-        source_path.write_text(program.code, encoding="utf-8")
-        os.chown(source_path, dirs.uid, dirs.uid)
-        self.seed_home(spec, dirs)
+        check_program_text(program.code, program.args)
+        try:
+            source_path.write_text(program.code, encoding="utf-8")
+            os.chown(source_path, dirs.uid, dirs.uid)
+            self.seed_home(spec, dirs)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise RequestTooLarge("The program and its inputs do not fit in the execution's disk quota") from exc
+            raise
         deadline = time.monotonic() + program.timeout_s
         if spec.compile_argv is not None:
             memory_mb = int(self.limits.memory_mb * spec.memory_factor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -16,7 +17,7 @@ from codeapi.execution.outcome import (
     join_stderr,
     termination_note,
 )
-from codeapi.execution.program import Program, ProgramRunner
+from codeapi.execution.program import Program, ProgramRunner, check_program_text
 from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs
 from codeapi.languages import get_language
 from codeapi.observability.metrics import EXECUTION_SECONDS, EXECUTIONS
@@ -86,6 +87,7 @@ class ExecutionService:
 
     async def execute(self, request: ExecRequest) -> ExecOutcome:
         spec = get_language(request.lang)
+        check_program_text(request.code, request.args)
         timeout_s = min(request.timeout_s or self.limits.max_time_s, self.limits.max_time_s)
         session = await self.choose_session(request)
         job_id = new_id()
@@ -232,7 +234,7 @@ class ExecutionService:
     ) -> list[OutputFile]:
         """Store new and changed files; ``stored`` (when given) receives name -> (file id, fingerprint)
         of every file in /mnt/data that now matches a stored file."""
-        found, rejected = walk_outputs(dirs.data, self.limits.max_file_bytes)
+        found, rejected = await asyncio.to_thread(walk_outputs, dirs.data, self.limits.max_file_bytes)
         changed = [
             item for item in found if item.path not in staged or staged[item.path].fingerprint != item.fingerprint
         ]

@@ -24,6 +24,9 @@ logger = structlog.get_logger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
 TEMP_PREFIX = ".codeapi-tmp-"
+# Blobs are users' files: readable by the service account only.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 @contextmanager
@@ -52,6 +55,25 @@ def _discard(handle: BinaryIO, temp: Path) -> None:
     temp.unlink(missing_ok=True)
 
 
+def _make_dirs(path: Path) -> None:
+    """mkdir -p with DIR_MODE on every directory it creates (Path.mkdir applies mode to the last only)."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+
+
+def _open_private(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    return os.fdopen(fd, "wb")
+
+
 def _writable_dir(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
@@ -64,7 +86,8 @@ class LocalBlobStore:
         self.root = root
         self.durable = durable
         with _boundary("open", ""):
-            root.mkdir(parents=True, exist_ok=True)
+            _make_dirs(root)
+            root.chmod(DIR_MODE)  # a root created by an older version may still be world-readable
 
     def _path(self, key: str) -> Path:
         validate_key(key)
@@ -77,8 +100,8 @@ class LocalBlobStore:
         target = self._path(key)
         temp = target.parent / f"{TEMP_PREFIX}{target.name}.{uuid.uuid4().hex}"
         with _boundary("put", key):
-            await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-            handle: BinaryIO = await asyncio.to_thread(open, temp, "wb")
+            await asyncio.to_thread(_make_dirs, target.parent)
+            handle: BinaryIO = await asyncio.to_thread(_open_private, temp)
         published = False
         try:
             size = 0

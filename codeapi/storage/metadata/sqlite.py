@@ -7,6 +7,7 @@ indexable; records come back with tz-aware UTC datetimes.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -114,6 +115,12 @@ def _boundary(operation: str) -> Iterator[None]:
         raise BackendUnavailable(f"sqlite unavailable: {exc}") from exc
 
 
+def _make_private(path: Path) -> None:
+    """The database holds every user's file names: owner-only (SQLite gives -wal/-shm the same mode)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    path.chmod(0o600)
+
+
 class SqliteMetadata:
     name = "sqlite"
 
@@ -135,7 +142,8 @@ class SqliteMetadata:
         if self._db is not None:
             return
         with _boundary("connect"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private(self.path)
             db = await aiosqlite.connect(self.path)
             try:
                 await self._prepare(db)
