@@ -112,7 +112,6 @@ async def test_locked_directory_does_not_block_cleanup(hostile: Hostile) -> None
     assert await download_all(hostile, body) == [b"x\n"]
 
 
-@pytest.mark.xfail(strict=True, reason="files.py walks recursively: RecursionError (500) past ~980 levels")
 async def test_deeply_nested_directories_do_not_break_collection(hostile: Hostile) -> None:
     # Expected: a 1000-level directory chain is walked (or cut off) without a 5xx, and without
     # holding a descriptor per level open in the API process.
@@ -121,7 +120,6 @@ async def test_deeply_nested_directories_do_not_break_collection(hostile: Hostil
     assert response.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="collection encodes names as UTF-8: UnicodeEncodeError (500) on b'\\xff'")
 async def test_output_name_that_is_not_utf8_does_not_break_collection(hostile: Hostile) -> None:
     # Expected: a file name with invalid UTF-8 bytes is skipped or renamed, never a 5xx.
     response = await hostile.client.post(
