@@ -6,20 +6,27 @@ table as the API so an install that passes here runs the same way under the serv
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from codeapi.app import build_runner, sandbox_limits
 from codeapi.config import Settings
 from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import LANGUAGES, get_language
+from codeapi.languages.spec import LanguageSpec
 from codeapi.sandbox.host import prepare_host
 from codeapi.sandbox.policy import Bind, SandboxJob
 from codeapi.sandbox.workspace import Workspaces
 
 GO_CACHE = "gocache"
 GO_WARM_TIME_S = 900
+# Go caches its index of a package directory only when every file in it is older than 2 s, and
+# keys the entry by the files' mtimes. A package skipped while warming (GOROOT just unpacked) is
+# indexed again by a later build, which then fails on the read-only cache ("not in std").
+GO_INDEX_MTIME_CUTOFF_S = 2.0
 
 
 def workspaces_for(settings: Settings) -> Workspaces:
@@ -34,6 +41,16 @@ def prepare_for_cli(settings: Settings) -> Workspaces:
 
 def say(message: str) -> None:
     print(f"      {message}", flush=True)  # noqa: T201 - install-time progress
+
+
+def goroot(settings: Settings, spec: LanguageSpec) -> Path:
+    return next(settings.sandbox.runtime_dir / mount.relative_src for mount in spec.mounts if mount.dst == "/opt/go")
+
+
+def settle_time(root: Path, age_s: float) -> float:
+    """Seconds until every file under ``root`` is at least ``age_s`` old."""
+    newest = max((entry.stat().st_mtime for entry in root.rglob("*") if entry.is_file()), default=0.0)
+    return max(0.0, newest + age_s - time.time())
 
 
 async def warm_go_cache(settings: Settings) -> int:
@@ -55,6 +72,7 @@ async def warm_go_cache(settings: Settings) -> int:
         else mount.bind(settings.sandbox.runtime_dir)
         for mount in spec.mounts
     )
+    await asyncio.sleep(settle_time(goroot(settings, spec), GO_INDEX_MTIME_CUTOFF_S + 1))
     async with workspaces.job("warm-go-cache") as dirs:
         job = SandboxJob(
             job_id="warm-go-cache",
