@@ -28,7 +28,6 @@ from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import LANGUAGES
 from codeapi.languages.table import JVM_FLAGS, NODE
 from codeapi.sandbox import cgroups
-from codeapi.sandbox.policy import SandboxJob
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
@@ -45,7 +44,8 @@ class Sandbox:
 
     @classmethod
     def for_server(cls, server_settings: dict[str, str], base_dir: Path) -> Sandbox:
-        values = {**server_settings, "SANDBOX_BASE_DIR": str(base_dir)}
+        # Its own data directory: the raw REPL floor opens a (never written) store of its own.
+        values = {**server_settings, "SANDBOX_BASE_DIR": str(base_dir), "DATA_DIR": str(base_dir / "data")}
         settings = Settings.load(values, env_file=None, environ=False)
         # A uid just past the server's pool, so the bench's jobs never share an identity with the server's.
         workspaces = Workspaces(base_dir, settings.sandbox.uid + UID_POOL_SIZE, 1, settings.sandbox.workdir_size_mb)
@@ -109,16 +109,7 @@ def nsjail_true_call(sandbox: Sandbox, dirs: JobDirs, use_cgroups: bool) -> Call
 
     async def call() -> None:
         job_id = f"bench-{new_id()}"
-        job = SandboxJob(
-            job_id=job_id,
-            argv=("/bin/true",),
-            uid=dirs.uid,
-            work_dir=dirs.data,
-            code_dir=dirs.code,
-            home_dir=dirs.home,
-            log_file=dirs.log_file(job_id),
-            limits=limits,
-        )
+        job = dirs.job(job_id, ("/bin/true",), limits)
         result = await runner.run(job)
         if not result.ok:
             raise CallFailed(f"/bin/true in nsjail: {result.termination.value} exit {result.exit_code}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import CpuUsage, Measurement
+from codeapi.sandbox import cgroups
 
 Call = Callable[[], Awaitable[None]]
 # Per language: (sum of sandbox seconds, number of executions), as the server counts them.
@@ -55,6 +56,29 @@ def resident_sandboxes(pid: int) -> dict[str, float]:
     return {"count": count, "memory_mib": round(charged / MIB, 1)}
 
 
+def kept_sandbox_pss(pid: int) -> dict[str, float]:
+    """Proportional set size (shared pages split among their sharers) of the processes in each of the
+    server's REPL sandboxes (job cgroups ``<pid>.repl-*``): what one more sandbox costs in memory."""
+    totals: list[float] = []
+    for entry in (cgroups.CGROUP_ROOT / "pids" / cgroups.PARENT).glob(f"{pid}.repl-*"):
+        total_kib = 0
+        for member in cgroups.members(entry):
+            try:
+                rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            total_kib += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+        if total_kib:
+            totals.append(total_kib / 1024)
+    if not totals:
+        return {"sandboxes": 0}
+    return {
+        "sandboxes": len(totals),
+        "pss_mib_per_sandbox": round(sum(totals) / len(totals), 1),
+        "pss_mib_max": round(max(totals), 1),
+    }
+
+
 def sandbox_delta(before: SandboxTotals | None, after: SandboxTotals | None) -> dict[str, dict[str, float]]:
     """Executions and mean sandbox wall time per language between two snapshots of the server's metrics."""
     if before is None or after is None:
@@ -84,7 +108,7 @@ def describe(error: BaseException) -> str:
 async def measure(
     name: str,
     group: str,
-    call: Call,
+    call: Call | list[Call],
     *,
     n: int,
     concurrency: int = 1,
@@ -95,19 +119,22 @@ async def measure(
 ) -> Measurement:
     """``warmup`` untimed sequential calls, then ``n`` timed calls spread over ``concurrency`` workers.
 
+    ``call`` is one call for every worker, or one per worker (each continuing its own session).
     A call that raises counts as an error and is left out of the latency samples.
     """
+    per_worker = call if isinstance(call, list) else [call] * max(concurrency, 1)
     warmup_errors: list[str] = []
     for _ in range(warmup):
-        try:
-            await call()
-        except Exception as error:
-            warmup_errors.append(describe(error))
+        for each in dict.fromkeys(per_worker):  # every distinct call once
+            try:
+                await each()
+            except Exception as error:
+                warmup_errors.append(describe(error))
     errors: list[str] = []
     samples: list[float] = []
     pending = iter(range(n))
 
-    async def worker() -> None:
+    async def worker(call: Call) -> None:
         for _ in pending:  # one iterator shared by every worker: n calls in total
             started = time.perf_counter()
             try:
@@ -120,7 +147,7 @@ async def measure(
     totals_before = await take(snapshot)
     cpu_before = cpu_seconds(cpu_pid) if cpu_pid else None
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(max(concurrency, 1))))
+    await asyncio.gather(*(worker(each) for each in per_worker))
     wall_s = time.perf_counter() - started
     totals_after = await take(snapshot)
     cpu = None

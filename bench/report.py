@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.stats import Measurement
+from bench.targets import verdict
 from codeapi.languages import LANGUAGES
 
 MIB = 1024 * 1024
@@ -22,6 +23,7 @@ class Results:
     direct: dict[str, Measurement] = field(default_factory=dict)
     languages: list[Measurement] = field(default_factory=list)
     python: list[Measurement] = field(default_factory=list)
+    targets: list[Measurement] = field(default_factory=list)
     files: list[Measurement] = field(default_factory=list)
 
     def reference(self, kind: str) -> float:
@@ -38,7 +40,7 @@ class Results:
         return math.nan
 
     def all(self) -> list[Measurement]:
-        return [*self.floor, *self.direct.values(), *self.languages, *self.python, *self.files]
+        return [*self.floor, *self.direct.values(), *self.languages, *self.python, *self.targets, *self.files]
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Results:
@@ -51,6 +53,7 @@ class Results:
             direct={lang: load(item) for lang, item in body.get("direct", {}).items()},
             languages=[load(item) for item in body.get("languages", [])],
             python=[load(item) for item in body.get("python", [])],
+            targets=[load(item) for item in body.get("targets", [])],
             files=[load(item) for item in body.get("files", [])],
         )
 
@@ -64,6 +67,7 @@ class Results:
             "direct": {lang: item.to_json() for lang, item in self.direct.items()},
             "languages": [self.with_ratios(item) for item in self.languages],
             "python": [self.with_ratios(item) for item in self.python],
+            "targets": [self.with_ratios(item) for item in self.targets],
             "files": [item.to_json() for item in self.files],
         }
 
@@ -162,6 +166,8 @@ def render(results: Results) -> str:
                   "API CPU ms/req", "sandbox CPU ms/req", "sandboxes after (MiB)", "bare p50", "p50 / bare",
                   "p50 / nsjail"]  # fmt: skip
         lines += table(header, rows)
+    if results.targets:
+        lines += target_table(results, http)
     if results.files:
         lines += ["", "### Upload / download (sequential)", ""]
         rows = []
@@ -237,6 +243,26 @@ def language_table(results: Results, nsjail: float, http: float) -> list[str]:
         )  # fmt: skip
     lines += table(header, rows)
     return lines
+
+
+def target_table(results: Results, http: float) -> list[str]:
+    repl = results.reference("repl")
+    lines = ["", "### Python fast path: targets", ""]
+    lines.append(
+        "Through HTTP, each against the floor of this run: an empty HTTP round trip and a raw `print(1)` round trip "
+        "to a warm REPL (no HTTP, sessions or storage). Chat turns continue one session per client (state saved "
+        "after every call); new sessions start a fresh sandbox for every request."
+    )
+    lines.append("")
+    rows = [
+        [item.name, str(item.concurrency), str(item.attempts), ms(item.summary.p50), ms(item.summary.p90),
+         ms(item.summary.p99), rate(item.throughput), str(len(item.errors)), *cpu_cells(item),
+         times(ratio(item.summary.p50, http)), times(ratio(item.summary.p50, repl)), verdict(item)]
+        for item in results.targets
+    ]  # fmt: skip
+    header = ["scenario", "conc", "n", "p50 ms", "p90 ms", "p99 ms", "req/s", "errors", "API CPU ms/req",
+              "sandbox CPU ms/req", "p50 / HTTP", "p50 / REPL", "target met"]  # fmt: skip
+    return lines + table(header, rows)
 
 
 def resident(item: Measurement) -> str:

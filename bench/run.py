@@ -28,16 +28,18 @@ from bench.floor import Sandbox, direct_calls, measure_floor
 from bench.report import Results, render
 from bench.scenarios import KIB, MIB, measure_files, measure_languages, measure_python, server_metrics
 from bench.server import BACKENDS, LOOPS, RunningServer, ServerFailed, running_server
+from bench.targets import measure_repl_floor, measure_targets
 from codeapi.config import ENV_NAMES, Settings
 from codeapi.languages import LANGUAGES
 
-SECTIONS = ("floor", "direct", "languages", "python", "files")
+SECTIONS = ("floor", "direct", "languages", "python", "targets", "files")
 FILE_SIZES = (KIB, MIB, 20 * MIB)
 # (full run, --quick)
 DEFAULT_N = (20, 5)
 DEFAULT_FLOOR_N = (20, 10)
 DEFAULT_DIRECT_N = (10, 3)
 DEFAULT_FILE_N = (10, 3)
+DEFAULT_SUSTAINED_N = (400, 40)
 EXIT_ERRORS = 1
 EXIT_BACKEND_MISMATCH = 3
 
@@ -85,6 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--direct-n", type=int, help="runs per language without HTTP, interleaved with /exec (10; quick 3)"
     )
     parser.add_argument("--file-n", type=int, help="uploads and downloads per size (10; quick 3)")
+    parser.add_argument(
+        "--sustained-n", type=int, help="requests of the 8-at-once Python target scenarios (400; quick 40)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before each scenario (default 1)")
     parser.add_argument(
         "--languages",
@@ -109,6 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.floor_n = args.floor_n or DEFAULT_FLOOR_N[pick]
     args.direct_n = args.direct_n or DEFAULT_DIRECT_N[pick]
     args.file_n = args.file_n or DEFAULT_FILE_N[pick]
+    args.sustained_n = args.sustained_n or DEFAULT_SUSTAINED_N[pick]
     known = {spec.id for spec in LANGUAGES}
     args.languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
     args.only = {section.strip() for section in args.only.split(",") if section.strip()}
@@ -189,6 +195,11 @@ async def run_sections(args: argparse.Namespace, server: RunningServer, results:
             results.python = await measure_python(
                 client, args.requests, args.concurrency, args.warmup, server.pid, say, snapshot
             )
+        if "targets" in args.only and "py" in args.languages:
+            results.floor += await measure_repl_floor(sandbox, args.floor_n, args.warmup, say)
+            results.targets = await measure_targets(
+                client, args.requests, args.sustained_n, args.warmup, server.pid, say
+            )
         if "files" in args.only:
             results.files = await measure_files(client, list(FILE_SIZES), args.file_n, args.warmup, server.pid, say)
 
@@ -255,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     "floor": args.floor_n,
                     "direct": args.direct_n,
                     "files": args.file_n,
+                    "sustained": args.sustained_n,
                     "warmup": args.warmup,
                 },
                 "languages": args.languages,

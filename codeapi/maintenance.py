@@ -18,7 +18,7 @@ from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import LANGUAGES, get_language
 from codeapi.languages.spec import LanguageSpec
 from codeapi.sandbox.host import prepare_host
-from codeapi.sandbox.policy import Bind, SandboxJob
+from codeapi.sandbox.policy import Bind
 from codeapi.sandbox.workspace import Workspaces
 
 GO_CACHE = "gocache"
@@ -74,15 +74,10 @@ async def warm_go_cache(settings: Settings) -> int:
     )
     await asyncio.sleep(settle_time(goroot(settings, spec), GO_INDEX_MTIME_CUTOFF_S + 1))
     async with workspaces.job("warm-go-cache") as dirs:
-        job = SandboxJob(
-            job_id="warm-go-cache",
-            argv=("/opt/go/bin/go", "build", "std"),
-            uid=dirs.uid,
-            work_dir=dirs.data,
-            code_dir=dirs.code,
-            home_dir=dirs.home,
-            log_file=dirs.log_file("warm"),
-            limits=limits,
+        job = dirs.job(
+            "warm-go-cache",
+            ("/opt/go/bin/go", "build", "std"),
+            limits,
             binds=binds,
             env=spec.render_env(limits.memory_mb),
         )

@@ -95,15 +95,10 @@ class ProgramRunner:
         limits = replace(
             self.limits, time_s=time_s, memory_mb=memory_mb, processes=spec.processes or self.limits.processes
         )
-        return SandboxJob(
-            job_id=job_id,
-            argv=argv,
-            uid=dirs.uid,
-            work_dir=dirs.data,
-            code_dir=dirs.code,
-            home_dir=dirs.home,
-            log_file=dirs.log_file(job_id),
-            limits=limits,
+        return dirs.job(
+            job_id,
+            argv,
+            limits,
             code_writable=code_writable,
             binds=tuple(mount.bind(self.runtime_dir) for mount in spec.mounts),
             env=spec.render_env(memory_mb),

@@ -1,1 +1,1 @@
-"""Warm Python sandboxes: the zygote, the in-sandbox supervisor and worker, and the pool (stdlib only here)."""
+"""Warm Python sandboxes: the zygote, the worker in each jail, the API's handle on a sandbox, and the pool."""

@@ -1,16 +1,15 @@
-"""The REPL wire format, shared by the API and the in-sandbox processes (stdlib only, no constant twice).
+"""The REPL wire format between the API and the worker in the jail (stdlib only, no constant twice).
 
-Three parties talk in frames: the API, the supervisor (the sandbox's first process, which holds the
-API's channel) and the worker (the pre-imported interpreter that runs user code). A frame is
+The worker is the pre-imported interpreter that runs user code; the API talks to it over a socket
+of their own (fd 3 in the worker), never over the user's stdout or stderr. A frame is
 
     >II header_len body_len | header (UTF-8 JSON object) | body (the header's named blobs, in order)
 
 so binary payloads (output, pickled state) travel without base64, and every length is checked
 against a cap before a byte of it is read: a peer writing garbage gets a ``ProtocolError``, never
-an unbounded buffer.
-
-The supervisor imports this module at every sandbox start, so it avoids dataclasses and typing
-(together ~15 ms of imports in a fresh interpreter).
+an unbounded buffer. User code can write to fd 3 too: whatever arrives there is treated as the
+worker's own word about its own call (its exit status, its pickled state), never as the API's
+observation of the call (output, time, how it ended), which the API makes from outside the jail.
 """
 
 from __future__ import annotations
@@ -24,35 +23,25 @@ if TYPE_CHECKING:
 
 PREFIX = struct.Struct(">II")
 MAX_HEADER_BYTES = 256 * 1024
-# A frame without large blobs (hello, ready, run without state) stays under this.
+# A frame without large blobs (ready, run without state) stays under this.
 SMALL_FRAME_BYTES = 4 * 1024 * 1024
 
 # Message types.
-HELLO = "hello"  # supervisor -> API: the jail is up and the supervisor runs
-READY = "ready"  # worker -> supervisor -> API: the worker joined and can take calls
-RUN = "run"  # API -> supervisor -> worker
-DONE = "done"  # worker -> supervisor
-RESULT = "result"  # supervisor -> API
+READY = "ready"  # worker -> API: the worker joined its jail and can take calls
+RUN = "run"  # API -> worker
+DONE = "done"  # worker -> API: the call's code returned (or raised)
 
 # When the worker saves its state after a call.
 SAVE_NEVER = "never"
 SAVE_ON_SUCCESS = "success"
 SAVE_ALWAYS = "always"
 
-# How a call ended, from the supervisor's point of view.
-ENDED_NORMALLY = "exited"
-ENDED_BY_TIMEOUT = "timeout"
-ENDED_BY_OUTPUT_LIMIT = "output_limit"
-ENDED_BY_WORKER_DEATH = "worker_died"
-
 # State blobs: one codec byte, then the compressed cloudpickle of the user namespace.
 CODEC_ZSTD = b"Z"
 CODEC_ZLIB = b"L"
 
-# The worker's end of its link to the supervisor, and the argv flags naming the supervisor's fds.
+# The worker's end of its link to the API.
 WORKER_LINK_FD = 3
-CHANNEL_FLAG = "--channel-fd"
-WORKER_FLAG = "--worker-fd"
 
 SCRIPT_PATH = "/code/main.py"  # what tracebacks and sys.argv[0] show, as in a one-shot run
 
@@ -145,6 +134,6 @@ def check_lengths(header_len: int, body_len: int, max_frame_bytes: int) -> None:
         raise ProtocolError(f"frame of {header_len + body_len} bytes exceeds {max_frame_bytes}")
 
 
-def frame_cap(max_state_bytes: int, output_bytes: int) -> int:
-    """The largest frame a well-behaved peer sends: state plus both output streams plus headers."""
-    return max_state_bytes + 2 * output_bytes + SMALL_FRAME_BYTES
+def frame_cap(max_state_bytes: int) -> int:
+    """The largest frame a well-behaved peer sends: a state plus the headers and the code."""
+    return max_state_bytes + SMALL_FRAME_BYTES

@@ -1,9 +1,15 @@
-"""One REPL sandbox as the API sees it: an nsjail jail running the supervisor, plus a zygote-forked worker.
+"""One REPL sandbox as the API sees it: an nsjail jail, plus a worker the zygote forked into it.
 
 nsjail builds the jail exactly as for a one-shot run (``codeapi.sandbox.nsjail.render``: own uid
-from the pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy)
-and passes two sockets to the supervisor with ``--pass_fd``. Once the supervisor says hello, the
-zygote forks a worker into the same jail (see zygote.py). The API talks to the supervisor only.
+from the pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy).
+Its first process says it is up and becomes ``catatonit``, a minimal init that holds the jail's
+namespaces and reaps orphans; then the zygote forks the worker into the jail (see zygote.py).
+
+The API is the worker's only peer and watches each call from outside the jail: it reads the
+worker's stdout and stderr pipes itself (capped while they stream), enforces the deadline, and
+when the code has returned it kills every other process in the jail's cgroup, so a kept sandbox
+carries no background process of one call into the time after it. A call that overruns, floods
+its output, crashes the worker or sends anything but its own report breaks the sandbox.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import select
 import signal
 import socket
 import time
@@ -26,23 +33,26 @@ import structlog
 from codeapi.errors import SandboxFailure
 from codeapi.languages.spec import LanguageSpec
 from codeapi.repl import protocol
+from codeapi.repl.output import SandboxOutput
 from codeapi.repl.zygote_process import ZygoteProcess
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.nsjail import render
-from codeapi.sandbox.policy import Bind, SandboxJob, SandboxLimits, SandboxResult, Termination
-from codeapi.sandbox.runner import NsjailRunner
+from codeapi.sandbox.policy import Bind, SandboxLimits, SandboxResult, Termination
+from codeapi.sandbox.runner import NsjailRunner, stop
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 
 logger = structlog.get_logger(__name__)
 
-REPL_MOUNT = "/opt/repl"  # the supervisor imports codeapi.repl from here
-SUPERVISOR_BOOT = (
-    f"import sys; sys.path.insert(0, {REPL_MOUNT!r}); "
-    "from codeapi.repl.supervisor import main; sys.exit(main(sys.argv))"
-)
-# The supervisor enforces the call's deadline itself; this backstop only catches a jail that hangs.
-BACKSTOP_GRACE_S = 5.0
-STOP_GRACE_S = 1.0
+INIT = "/usr/bin/catatonit"
+READY_LINE = b"ready\n"
+# Once the other processes were sent SIGKILL, the call waits this long for them to be gone.
+STRAYS_WAIT_S = 1.0
+STRAYS_PAUSE_S = 0.002
+
+
+# The jail's pid 1: say so on stdout (namespaces, mounts, uid and seccomp are all in place once a
+# command runs), then become catatonit, which holds the jail open and reaps orphans, silently.
+INIT_ARGV = ("/bin/sh", "-c", f"echo ready && exec {INIT} -P >/dev/null")
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,11 @@ class ReplLauncher:
             # The zygote imported the data stack from the host path: modules load data files
             # (fonts, tables) through it later, so the venv is visible there too, read-only.
             Bind(venv, str(venv)),
-            Bind(self.zygote.supervisor_root, REPL_MOUNT),
         )
 
     @property
     def max_frame_bytes(self) -> int:
-        return protocol.frame_cap(self.max_state_bytes, self.limits.output_bytes)
+        return protocol.frame_cap(self.max_state_bytes)
 
 
 @dataclass(frozen=True)
@@ -86,16 +95,68 @@ class CallResult:
 
 
 @dataclass
+class Jail:
+    """The processes of one sandbox, by host pid."""
+
+    nsjail: asyncio.subprocess.Process
+    init_pid: int
+    init_pidfd: int  # readable once the init exited (user code may end it: the jail then dies)
+    worker_pid: int
+    cgroup: cgroups.JobCgroup | None
+
+    @property
+    def running(self) -> bool:
+        init_exited, _, _ = select.select([self.init_pidfd], [], [], 0)
+        return self.nsjail.returncode is None and not init_exited
+
+    def others(self, keep_worker: bool) -> list[int]:
+        """Processes in the jail that are neither its init nor (with ``keep_worker``) the worker."""
+        spared = {self.init_pid, self.worker_pid} if keep_worker else {self.init_pid}
+        if self.cgroup is not None:
+            return [pid for pid in cgroups.members(self.cgroup.path("pids")) if pid not in spared]
+        return [pid for pid in pid_namespace_members(self.init_pid) if pid not in spared]
+
+    async def kill_others(self, keep_worker: bool) -> None:
+        spared = frozenset({self.init_pid, self.worker_pid} if keep_worker else {self.init_pid})
+        give_up = time.monotonic() + STRAYS_WAIT_S
+        while self.others(keep_worker):
+            if self.cgroup is not None:
+                cgroups.signal_members(self.cgroup.path("pids"), spared, signal.SIGKILL)
+            else:
+                for pid in self.others(keep_worker):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > give_up:
+                logger.warning("repl.strays_survived", init_pid=self.init_pid)
+                return
+            await asyncio.sleep(STRAYS_PAUSE_S)
+
+
+def pid_namespace_members(init_pid: int) -> list[int]:
+    """Without cgroups: host processes in the pid namespace of ``init_pid``."""
+    try:
+        namespace = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
+    except OSError:
+        return []
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{name}/ns/pid").st_ino == namespace:
+                    found.append(int(name))
+    return found
+
+
+@dataclass
 class ReplSandbox:
     launcher: ReplLauncher
     job_id: str
     dirs: JobDirs
-    cgroup: cgroups.JobCgroup | None
+    jail: Jail
     stack: AsyncExitStack
-    process: asyncio.subprocess.Process
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    worker_pid: int = 0
+    output: SandboxOutput
     created_at: float = field(default_factory=time.monotonic)
     last_used_at: float = field(default_factory=time.monotonic)
     session_id: str | None = None
@@ -108,79 +169,88 @@ class ReplSandbox:
 
     @property
     def alive(self) -> bool:
-        return not self.broken and self.process.returncode is None
+        return not self.broken and self.jail.running
+
+    @property
+    def cgroup(self) -> cgroups.JobCgroup | None:
+        return self.jail.cgroup
 
     async def call(
         self, code: str, args: tuple[str, ...], timeout_s: float, save: str, restore: bytes | None
     ) -> CallResult:
         self.used = True
         self.calls += 1
+        call_id = str(self.calls)
         header: dict[str, Any] = {
             "type": protocol.RUN,
-            "id": str(self.calls),
+            "id": call_id,
             "code": code,
             "args": list(args),
-            "timeout_s": timeout_s,
-            "output_bytes": self.launcher.limits.output_bytes,
             "save": save,
             "max_state_bytes": self.launcher.max_state_bytes,
         }
         reset_memory_peak(self.cgroup)
+        self.output.begin(self.launcher.limits.output_bytes)
         started = time.monotonic()
         try:
-            self.writer.write(protocol.encode(header, {"state": restore} if restore is not None else None))
-            await self.writer.drain()
-            frame = await asyncio.wait_for(
-                read_frame(self.reader, self.launcher.max_frame_bytes), timeout_s + BACKSTOP_GRACE_S
+            ending, frame = await self.exchange(
+                protocol.encode(header, {"state": restore} if restore else None), timeout_s
             )
-        except (TimeoutError, asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
-            self.broken = True
-            logger.warning("repl.channel_failed", job_id=self.job_id, error=type(error).__name__)
-            wall_ms = int((time.monotonic() - started) * 1000)
-            termination = Termination.TIMEOUT if isinstance(error, TimeoutError) else Termination.SIGNALLED
-            return CallResult(SandboxResult(-9, b"", b"", False, False, wall_ms, termination), worker_died=True)
+            if ending is Termination.EXITED and not is_report(frame, call_id):
+                ending, frame = None, None  # anything but its own report: treated as a dead worker
+            # The call's other processes end with it; the worker survives only a normal end.
+            await self.jail.kill_others(keep_worker=ending is Termination.EXITED)
+        except BaseException:
+            self.broken = True  # cancelled mid-call: the sandbox is in an unknown state
+            raise
+        stdout, stderr = self.output.finish()
+        if ending is Termination.EXITED and (stdout.truncated or stderr.truncated):
+            ending = Termination.OUTPUT_LIMIT  # printed over the cap just before it reported
+            await self.jail.kill_others(keep_worker=False)
+        wall_ms = int((time.monotonic() - started) * 1000)
         self.last_used_at = time.monotonic()
-        return await self.interpret(frame)
-
-    async def interpret(self, frame: protocol.Frame) -> CallResult:
-        header = frame.header
-        worker = header.get("worker") if isinstance(header.get("worker"), dict) else {}
-        assert isinstance(worker, dict)
-        ending = header.get("ending")
-        exit_code = worker.get("exit_code") if isinstance(worker.get("exit_code"), int) else 0
+        report = frame.header if frame is not None and ending is Termination.EXITED else {}
+        exit_code = report.get("exit_code") if isinstance(report.get("exit_code"), int) else 0
         assert isinstance(exit_code, int)
-        termination = Termination.EXITED
-        if ending != protocol.ENDED_NORMALLY:
+        worker_died = ending is None
+        if ending is not Termination.EXITED:
             self.broken = True
-            termination, exit_code = await self.abnormal_end(str(ending))
-        result = SandboxResult(
-            exit_code=exit_code,
-            stdout=frame.blobs.get("stdout", b""),
-            stderr=frame.blobs.get("stderr", b""),
-            stdout_truncated=header.get("stdout_truncated") is True,
-            stderr_truncated=header.get("stderr_truncated") is True,
-            wall_ms=int(header.get("duration_ms", 0)),
-            termination=termination,
-        )
-        skipped = worker.get("state_skipped", [])
-        too_large = worker.get("state_too_large")
-        raw_bytes = worker.get("state_raw_bytes")
-        return CallResult(
-            result,
-            state=frame.blobs.get("state"),
-            state_raw_bytes=raw_bytes if isinstance(raw_bytes, int) else 0,
-            state_skipped=tuple(str(item) for item in skipped) if isinstance(skipped, list) else (),
-            state_too_large_bytes=too_large if isinstance(too_large, int) else None,
-            failed=worker.get("failed") is True,
-            worker_died=ending == protocol.ENDED_BY_WORKER_DEATH,
-        )
+            ending, exit_code = await self.abnormal_end(ending)
+        output = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
+        result = SandboxResult(exit_code, *output, wall_ms, ending)
+        return interpret_report(result, report, frame if report else None, worker_died)
 
-    async def abnormal_end(self, ending: str) -> tuple[Termination, int]:
-        if ending == protocol.ENDED_BY_TIMEOUT:
-            return Termination.TIMEOUT, -signal.SIGKILL
-        if ending == protocol.ENDED_BY_OUTPUT_LIMIT:
-            return Termination.OUTPUT_LIMIT, -signal.SIGKILL
-        status = await self.launcher.zygote.exit_status(self.worker_pid)
+    async def exchange(self, request: bytes, timeout_s: float) -> tuple[Termination | None, protocol.Frame | None]:
+        """Send the call and wait for its report, an output overflow or the deadline.
+
+        Returns EXITED with the report, OUTPUT_LIMIT, TIMEOUT, or None when the worker died or
+        broke the protocol. Only the report leaves the worker alive.
+        """
+        reading = asyncio.ensure_future(self.send_and_read(request))
+        overflow = asyncio.ensure_future(self.output.overflowed.wait())
+        try:
+            done, _ = await asyncio.wait({reading, overflow}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reading, overflow):
+                task.cancel()
+        if reading in done:
+            try:
+                return Termination.EXITED, reading.result()
+            except (asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
+                logger.debug("repl.worker_gone", job_id=self.job_id, error=type(error).__name__)
+                return None, None
+        return (Termination.OUTPUT_LIMIT if overflow in done else Termination.TIMEOUT), None
+
+    async def send_and_read(self, request: bytes) -> protocol.Frame:
+        self.writer.write(request)
+        await self.writer.drain()
+        return await read_frame(self.reader, self.launcher.max_frame_bytes)
+
+    async def abnormal_end(self, ending: Termination | None) -> tuple[Termination, int]:
+        """How a call that broke the sandbox ended (None: the worker died or broke the protocol)."""
+        if ending is not None:
+            return ending, -signal.SIGKILL
+        status = await self.launcher.zygote.exit_status(self.jail.worker_pid)
         if self.cgroup is not None and cgroups.hit_memory_limit(self.cgroup):
             return Termination.MEMORY, 128 + signal.SIGKILL
         if status is not None and status < 0:
@@ -191,6 +261,29 @@ class ReplSandbox:
         self.broken = True
         self.writer.close()
         await self.stack.aclose()
+
+
+def is_report(frame: protocol.Frame | None, call_id: str) -> bool:
+    return frame is not None and frame.kind == protocol.DONE and frame.header.get("id") == call_id
+
+
+def interpret_report(
+    result: SandboxResult, report: dict[str, Any], frame: protocol.Frame | None, worker_died: bool
+) -> CallResult:
+    """The worker's own word on its call (whether the code raised, its state); it cannot change the
+    output, time or ending the API observed."""
+    skipped = report.get("state_skipped", [])
+    too_large = report.get("state_too_large")
+    raw_bytes = report.get("state_raw_bytes")
+    return CallResult(
+        result,
+        state=frame.blobs.get("state") if frame is not None else None,
+        state_raw_bytes=raw_bytes if isinstance(raw_bytes, int) else 0,
+        state_skipped=tuple(str(item) for item in skipped) if isinstance(skipped, list) else (),
+        state_too_large_bytes=too_large if isinstance(too_large, int) else None,
+        failed=report.get("failed") is True,
+        worker_died=worker_died,
+    )
 
 
 def reset_memory_peak(cgroup: cgroups.JobCgroup | None) -> None:
@@ -209,35 +302,21 @@ async def read_frame(reader: asyncio.StreamReader, max_frame_bytes: int) -> prot
     return protocol.split_body(header, await reader.readexactly(body_len))
 
 
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM lets nsjail kill the jail and remove its cgroup; SIGKILL if it lingers."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), STOP_GRACE_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-
-
 def jailed_child(nsjail_pid: int) -> int:
-    """The supervisor's host pid: nsjail's only child in ONCE mode."""
+    """The jail's init, by host pid: nsjail's only child in ONCE mode."""
     children = Path(f"/proc/{nsjail_pid}/task/{nsjail_pid}/children").read_text().split()
     if len(children) != 1:
         raise SandboxFailure(f"nsjail has {len(children)} children, expected 1")
     return int(children[0])
 
 
-def worker_cgroups(cgroup: cgroups.JobCgroup | None, supervisor_pid: int) -> list[str]:
-    """nsjail's own child cgroup of the supervisor: the worker shares its limits."""
+def worker_cgroups(cgroup: cgroups.JobCgroup | None, init_pid: int) -> list[str]:
+    """nsjail's own child cgroup of the jail's init: the worker shares its limits."""
     if cgroup is None:
         return []
     found = []
     for controller in cgroups.CONTROLLERS:
-        own = cgroup.path(controller) / f"NSJAIL.{supervisor_pid}"
+        own = cgroup.path(controller) / f"NSJAIL.{init_pid}"
         found.append(str(own if own.is_dir() else cgroup.path(controller)))
     return found
 
@@ -262,80 +341,76 @@ async def start_sandbox(launcher: ReplLauncher) -> ReplSandbox:
 async def launch(
     launcher: ReplLauncher, job_id: str, dirs: JobDirs, cgroup: cgroups.JobCgroup | None, stack: AsyncExitStack
 ) -> ReplSandbox:
-    api_end, supervisor_end = socket.socketpair()
-    link_supervisor, link_worker = socket.socketpair()
-    with contextlib.ExitStack() as fds:
-        for sock in (supervisor_end, link_supervisor, link_worker):
-            fds.callback(sock.close)
-        process = await spawn_jail(launcher, job_id, dirs, cgroup, supervisor_end.fileno(), link_supervisor.fileno())
-        stack.push_async_callback(stop_process, process)
-        supervisor_end.close()
-        link_supervisor.close()
-        reader, writer = await asyncio.open_unix_connection(sock=api_end)
-        deadline = time.monotonic() + launcher.warmup_timeout_s
-        sandbox = ReplSandbox(launcher, job_id, dirs, cgroup, stack, process, reader, writer)
-        await expect(sandbox, protocol.HELLO, deadline)
-        supervisor_pid = jailed_child(process.pid)
-        pidfd = os.pidfd_open(supervisor_pid)
-        fds.callback(os.close, pidfd)
-        if jailed_child(process.pid) != supervisor_pid:  # the pidfd must name the supervisor itself
-            raise SandboxFailure("the jail's supervisor changed while it was being joined")
-        sandbox.worker_pid = await launcher.zygote.spawn(
-            supervisor_pid, pidfd, link_worker.fileno(), dirs.uid, worker_cgroups(cgroup, supervisor_pid)
+    deadline = time.monotonic() + launcher.warmup_timeout_s
+    api_end, worker_end = socket.socketpair()
+    stack.callback(api_end.close)
+    stdout_read, stdout_write = os.pipe()
+    stderr_read, stderr_write = os.pipe()
+    output = SandboxOutput(stdout_read, stderr_read)
+    stack.callback(output.close)
+    with contextlib.ExitStack() as handed_over:  # the API's copies of what the worker keeps
+        handed_over.callback(worker_end.close)
+        for fd in (stdout_write, stderr_write):
+            handed_over.callback(os.close, fd)
+        process = await spawn_jail(launcher, job_id, dirs, cgroup)
+        stack.push_async_callback(stop, process)
+        await wait_ready(process, dirs, job_id, deadline)
+        init_pid = jailed_child(process.pid)
+        pidfd = os.pidfd_open(init_pid)
+        stack.callback(os.close, pidfd)
+        if jailed_child(process.pid) != init_pid:  # the pidfd must name the jail's init itself
+            raise SandboxFailure("the jail's init changed while it was being joined")
+        worker_pid = await launcher.zygote.spawn(
+            init_pid,
+            pidfd,
+            (worker_end.fileno(), stdout_write, stderr_write),
+            dirs.uid,
+            worker_cgroups(cgroup, init_pid),
         )
-    await expect(sandbox, protocol.READY, deadline)
+    reader, writer = await asyncio.open_unix_connection(sock=api_end)
+    sandbox = ReplSandbox(
+        launcher, job_id, dirs, Jail(process, init_pid, pidfd, worker_pid, cgroup), stack, reader, writer, output
+    )
+    try:
+        frame = await asyncio.wait_for(
+            read_frame(reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
+        )
+    except (TimeoutError, asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
+        raise SandboxFailure(f"the REPL worker did not become ready ({type(error).__name__})") from error
+    if frame.kind != protocol.READY:
+        raise SandboxFailure(f"the REPL worker sent {frame.kind!r} instead of {protocol.READY!r}")
     return sandbox
 
 
+async def wait_ready(process: asyncio.subprocess.Process, dirs: JobDirs, job_id: str, deadline: float) -> None:
+    """Until the jail's first process reports (or nsjail gives up, which closes the pipe)."""
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), max(deadline - time.monotonic(), 0.01))
+    except TimeoutError:
+        line = b""
+    if line != READY_LINE:
+        log = dirs.log_file(job_id).read_text(errors="replace") if dirs.log_file(job_id).exists() else ""
+        detail = [item for item in log.splitlines() if item.startswith(("[E]", "[F]"))][-1:]
+        raise SandboxFailure(f"the REPL jail did not start{': ' + detail[0] if detail else ''}")
+
+
 async def spawn_jail(
-    launcher: ReplLauncher,
-    job_id: str,
-    dirs: JobDirs,
-    cgroup: cgroups.JobCgroup | None,
-    channel_fd: int,
-    link_fd: int,
+    launcher: ReplLauncher, job_id: str, dirs: JobDirs, cgroup: cgroups.JobCgroup | None
 ) -> asyncio.subprocess.Process:
     runner = launcher.runner
-    argv = (
-        "/opt/python/bin/python3", "-I", "-S", "-B", "-c", SUPERVISOR_BOOT,
-        protocol.CHANNEL_FLAG, str(channel_fd), protocol.WORKER_FLAG, str(link_fd),
-        "--max-frame-bytes", str(launcher.max_frame_bytes),
-    )  # fmt: skip
-    job = SandboxJob(
-        job_id=job_id,
-        argv=argv,
-        uid=dirs.uid,
-        work_dir=dirs.data,
-        code_dir=dirs.code,
-        home_dir=dirs.home,
-        log_file=dirs.log_file(job_id),
-        limits=replace(launcher.limits, processes=launcher.spec.processes or launcher.limits.processes),
+    job = dirs.job(
+        job_id,
+        INIT_ARGV,
+        replace(launcher.limits, processes=launcher.spec.processes or launcher.limits.processes),
         binds=launcher.binds(),
         env=launcher.spec.render_env(launcher.limits.memory_mb),
-        pass_fds=(channel_fd, link_fd),
     )
     command = render(runner.nsjail_binary, job, runner.isolation, cgroup, runner.seccomp_policy)
-    # The supervisor's own stderr (a traceback, if it ever fails) lands next to nsjail's log.
-    with open(dirs.log_file("supervisor"), "wb") as supervisor_log:
-        return await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=supervisor_log,
-            start_new_session=True,
-            pass_fds=job.pass_fds,
-        )
-
-
-async def expect(sandbox: ReplSandbox, kind: str, deadline: float) -> None:
-    try:
-        frame = await asyncio.wait_for(
-            read_frame(sandbox.reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
-        )
-    except (TimeoutError, asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
-        detail = sandbox.dirs.log_file("supervisor").read_text(errors="replace").strip().splitlines()[-1:]
-        raise SandboxFailure(
-            f"the REPL sandbox did not become ready ({type(error).__name__}{': ' + detail[0] if detail else ''})"
-        ) from error
-    if frame.kind != kind:
-        raise SandboxFailure(f"the REPL sandbox sent {frame.kind!r} instead of {kind!r}")
+    return await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -1,7 +1,7 @@
 """The REPL worker: the pre-imported interpreter that runs user code, inside its jail (stdlib + data stack).
 
 The zygote forks it already isolated; from then on it is an ordinary sandboxed process with fds
-0 (/dev/null), 1 and 2 (pipes the supervisor reads) and its link to the supervisor. A call runs the
+0 (/dev/null), 1 and 2 (pipes the API reads) and 3, its link to the API. A call runs the
 code in one persistent ``__main__`` namespace, echoes a trailing expression like the Python REPL,
 and (when asked) pickles that namespace here, inside the sandbox: the API only ever stores the
 compressed bytes and never unpickles user data.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import builtins
 import faulthandler
+import fcntl
 import importlib
 import io
 import linecache
@@ -41,6 +42,7 @@ zstandard = optional_module("zstandard")  # without it, state is compressed with
 WORK_DIR = "/mnt/data"
 CODE_DIR = "/code"
 READ_CHUNK = 65536
+FD_PARKING = 64  # above fds 0-3 and whatever the zygote held while receiving
 ZSTD_LEVEL = 3
 
 
@@ -52,7 +54,7 @@ def read_frame(link: socket.socket, max_frame_bytes: int) -> protocol.Frame | No
             return None
         frames = decoder.feed(data)
         if frames:
-            return frames[0]  # the supervisor sends one request and waits for its answer
+            return frames[0]  # the API sends one request and waits for its answer
 
 
 def compress(raw: bytes) -> bytes:
@@ -116,7 +118,7 @@ class Worker:
             frame = read_frame(self.link, max_frame)
             if frame is None or frame.kind != protocol.RUN:
                 return
-            max_frame = protocol.frame_cap(int(frame.header["max_state_bytes"]), 0)
+            max_frame = protocol.frame_cap(int(frame.header["max_state_bytes"]))
             set_sigchld(user_handler)  # during a call, its children are the code's own to wait for
             answer = self.handle(frame)
             user_handler = reap_between_calls()
@@ -166,7 +168,7 @@ class Worker:
 
 
 def reap_children(signum: int = 0, frame: object = None) -> None:
-    """Collect every exited child without blocking (user code's, killed by the supervisor)."""
+    """Collect every exited child without blocking (user code's, killed by the API after a call)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -177,8 +179,8 @@ def reap_children(signum: int = 0, frame: object = None) -> None:
 
 
 def reap_between_calls() -> Any:
-    """From now until the next call, children that exit are reaped at once: the supervisor kills
-    the call's leftovers after it reports, and each unreaped zombie would hold a slot of the pids
+    """From now until the next call, children that exit are reaped at once: the API kills the
+    call's leftovers after the worker reports, and each unreaped zombie would hold a slot of the pids
     limit. Returns the SIGCHLD handler user code had set, to put back for the next call."""
     previous = set_sigchld(reap_children)
     reap_children()  # those that exited before the handler was in place
@@ -238,16 +240,15 @@ def text_stream(fd: int) -> io.TextIOWrapper:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
 
 
-def take_pipes(link: socket.socket) -> None:
-    _, fds, _, _ = socket.recv_fds(link, 16, 2)
-    if len(fds) != 2:
-        raise protocol.ProtocolError("the supervisor did not send the output pipes")
-    for target, fd in zip((1, 2), fds, strict=True):
-        os.dup2(fd, target)
-        os.close(fd)
+def place_descriptors(worker_fds: list[int]) -> None:
+    """The link, stdout and stderr the zygote received become fds 3, 1 and 2; stdin is /dev/null;
+    nothing else stays open. Moved above the targets first, so no fd is overwritten before use."""
+    link, stdout, stderr = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_PARKING) for fd in worker_fds)
     null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    for target, fd in ((0, null), (1, stdout), (2, stderr)):
+        os.dup2(fd, target)  # inheritable: user subprocesses share the call's stdout and stderr
+    os.dup2(link, protocol.WORKER_LINK_FD, inheritable=False)
+    os.closerange(protocol.WORKER_LINK_FD + 1, os.sysconf("SC_OPEN_MAX"))
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
     # sys.__stdout__/__stderr__ stay the zygote's objects: they write to the same fds 1 and 2.
     sys.stdout = text_stream(1)
@@ -263,14 +264,11 @@ def point_matplotlib_home() -> None:
             setattr(matplotlib, name, lambda: configdir)
 
 
-def become_worker(link_fd: int, filters: list[kernel.Filter]) -> None:
+def become_worker(worker_fds: list[int], filters: list[kernel.Filter]) -> None:
     """In the forked, isolated child: tidy the process up as a fresh interpreter would be, then serve."""
     os.setsid()
-    if link_fd != protocol.WORKER_LINK_FD:
-        os.dup2(link_fd, protocol.WORKER_LINK_FD)
-    os.closerange(protocol.WORKER_LINK_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    place_descriptors(worker_fds)
     link = socket.socket(fileno=protocol.WORKER_LINK_FD)
-    take_pipes(link)
     faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the call's stderr
     os.chdir(WORK_DIR)
     sys.path = [CODE_DIR, *(entry for entry in sys.path[1:] if entry)]

@@ -3,15 +3,16 @@
 Importing numpy, pandas, matplotlib, scipy and scikit-learn costs 1.5-2 s of CPU; forking a process
 that already did it costs a few milliseconds and shares its pages copy-on-write. The zygote runs on
 the host as root (it needs setns) but never runs user code. For each jail the API sends a pidfd of
-the jail's supervisor and a socket for the worker. The zygote forks the worker straight into the
-jail's pid namespace (setns(CLONE_NEWPID) affects only children), and the worker, while still root:
+the jail's init (nsjail's first process), the worker's socket to the API and its stdout and stderr
+pipes. The zygote forks the worker straight into the jail's pid namespace (setns(CLONE_NEWPID)
+affects only children), and the worker, while still root:
 
-1. joins the jail's cgroups (memory, pids, cpu: the same limits as the supervisor),
-2. copies the supervisor's rlimits and nice level (what nsjail set for the jail),
-3. enters the supervisor's other namespaces at once (user, mount, net, ipc, uts, cgroup),
+1. joins the jail's cgroups (memory, pids, cpu: the same limits as the init),
+2. copies the init's rlimits and nice level (what nsjail set for the jail),
+3. enters the init's other namespaces at once (user, mount, net, ipc, uts, cgroup),
 4. drops the capability bounding set, becomes the jail's uid and clears every capability,
 5. sets no_new_privs, closes every descriptor it does not need and installs the same compiled
-   seccomp filters as the supervisor (read from it once with ptrace), then serves.
+   seccomp filters as the init (read from the first jail's init once with ptrace), then serves.
 
 Its environment is the zygote's, which the API set to exactly the sandbox environment. Workers are
 the zygote's children; it reaps them and reports each one's exit status to the API.
@@ -19,7 +20,6 @@ the zygote's children; it reaps them and reports each one's exit status to the A
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import gc
 import importlib
@@ -30,7 +30,6 @@ import selectors
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 from codeapi.repl import kernel, server
@@ -56,7 +55,8 @@ PRELOAD = (
     "zstandard",
 )
 MESSAGE_BYTES = 65536
-JAIL_INIT_PID = 1  # the supervisor, as seen from inside the jail's pid namespace
+JAIL_INIT_PID = 1  # the jail's init, as seen from inside the jail's pid namespace
+SPAWN_FDS = 4  # the init's pidfd, then the worker's link, stdout and stderr
 RLIMITS = tuple(value for name, value in vars(resource).items() if name.startswith("RLIMIT_"))
 
 
@@ -95,11 +95,11 @@ def copy_limits(pid: int) -> None:
 
 def isolate(request: dict[str, Any], pidfd: int) -> None:
     """Runs in the forked worker, already in the jail's pid namespace, still root on the host."""
-    supervisor_pid = int(request["supervisor_pid"])  # a host pid: /proc here is still the host's
+    init_pid = int(request["init_pid"])  # a host pid: /proc here is still the host's
     uid = int(request["uid"])
     join_cgroups(list(request["cgroups"]))
     copy_limits(JAIL_INIT_PID)  # rlimit/priority calls take pids of our own (the jail's) pid namespace
-    kernel.enter_namespaces(pidfd, kernel.namespace_flags(supervisor_pid))
+    kernel.enter_namespaces(pidfd, kernel.namespace_flags(init_pid))
     kernel.drop_capability_bounding_set()
     os.setgroups([])
     os.setresgid(uid, uid, uid)
@@ -109,7 +109,7 @@ def isolate(request: dict[str, Any], pidfd: int) -> None:
 
 
 def start_worker(
-    request: dict[str, Any], link_fd: int, pidfd: int, report_fd: int, filters: list[kernel.Filter]
+    request: dict[str, Any], pidfd: int, worker_fds: list[int], report_fd: int, filters: list[kernel.Filter]
 ) -> None:
     """The forked child: isolate, report, serve. Never returns."""
     status = 1
@@ -120,7 +120,7 @@ def start_worker(
         os.close(pidfd)
         os.write(report_fd, b"ok")
         os.close(report_fd)
-        server.become_worker(link_fd, filters)
+        server.become_worker(worker_fds, filters)
         status = 0
     except BaseException as error:  # teardown of a forked child: report whatever went wrong, then exit
         with contextlib.suppress(OSError):
@@ -136,10 +136,10 @@ class Zygote:
         self.workers: set[int] = set()
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
-    def spawn(self, request: dict[str, Any], link_fd: int, pidfd: int) -> dict[str, Any]:
+    def spawn(self, request: dict[str, Any], pidfd: int, worker_fds: list[int]) -> dict[str, Any]:
         token = request.get("token")
         if self.filters is None:
-            self.filters = kernel.read_seccomp_filters(int(request["supervisor_pid"]))
+            self.filters = kernel.read_seccomp_filters(int(request["init_pid"]))
         report_read, report_write = os.pipe()
         # Children are born into the jail's pid namespace (one fork, not two: forking this large
         # process is the expensive part); the zygote itself stays where it is.
@@ -149,7 +149,7 @@ class Zygote:
             if child == 0:
                 os.close(report_read)
                 self.control.close()
-                start_worker(request, link_fd, pidfd, report_write, self.filters)
+                start_worker(request, pidfd, worker_fds, report_write, self.filters)
         finally:
             kernel.enter_namespaces(self.own_pid_namespace, kernel.CLONE_NEWPID)
         os.close(report_write)
@@ -186,7 +186,7 @@ class Zygote:
                     os.read(wake_read, 4096)
                     self.reap()
                     continue
-                data, fds, _, _ = socket.recv_fds(self.control, MESSAGE_BYTES, 2)
+                data, fds, _, _ = socket.recv_fds(self.control, MESSAGE_BYTES, SPAWN_FDS)
                 if not data:
                     return  # the API is gone
                 self.answer(data, fds)
@@ -194,9 +194,9 @@ class Zygote:
     def answer(self, data: bytes, fds: list[int]) -> None:
         request = json.loads(data)
         try:
-            if request.get("type") != "spawn" or len(fds) != 2:
+            if request.get("type") != "spawn" or len(fds) != SPAWN_FDS:
                 raise ValueError("bad request")
-            reply = self.spawn(request, fds[0], fds[1])
+            reply = self.spawn(request, fds[0], fds[1:])
         except (OSError, ValueError, KeyError) as error:
             reply = {"type": "spawn_failed", "token": request.get("token"), "error": str(error)}
         finally:
@@ -207,9 +207,6 @@ class Zygote:
 
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
-    compileall.compile_dir(argv[3], quiet=1)  # the supervisor's modules, for the jails (read-only there)
-    for path in Path(argv[3]).rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the API
     preload(argv[2])
     send(control, {"type": "ready"})

@@ -24,9 +24,6 @@ EXIT_STATUS_WAIT_S = 0.5
 SEND_RETRY_S = 0.001
 MAX_REMEMBERED_EXITS = 4096
 PACKAGE_ROOT = Path(codeapi.__file__).resolve().parent.parent
-REPL_DIR = Path(__file__).resolve().parent
-# What the supervisor imports inside the jail (stdlib-only modules).
-SUPERVISOR_FILES = ("__init__.py", "protocol.py", "supervisor.py")
 BOOT = "import sys; sys.path.insert(0, {root!r}); from codeapi.repl.zygote import main; sys.exit(main(sys.argv))"
 
 
@@ -35,7 +32,7 @@ class ZygoteProcess:
         self.python = python
         self.env = env
         self.mpl_seed = mpl_seed
-        self.work_dir = work_dir  # the zygote's matplotlib cache, its log, the supervisor's modules
+        self.work_dir = work_dir  # the zygote's matplotlib cache and its log
         self.process: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
         self.ready = asyncio.Event()
@@ -46,28 +43,12 @@ class ZygoteProcess:
         self.counter = 0
 
     @property
-    def supervisor_root(self) -> Path:
-        """Bound read-only into every REPL jail: ``codeapi/repl`` with the supervisor's modules,
-        byte-compiled by the zygote (the sandbox's own interpreter), so each start skips compiling."""
-        return self.work_dir / "supervisor"
-
-    def stage_supervisor(self) -> None:
-        package = self.supervisor_root / "codeapi" / "repl"
-        shutil.rmtree(self.supervisor_root, ignore_errors=True)
-        package.mkdir(parents=True)
-        for name in SUPERVISOR_FILES:
-            shutil.copy2(REPL_DIR / name, package / name)
-        for path in (self.supervisor_root, package.parent, package):
-            path.chmod(0o755)
-
-    @property
     def alive(self) -> bool:
         return self.ready.is_set() and self.process is not None and self.process.returncode is None
 
     async def start(self, timeout_s: float) -> None:
-        # Traversable (nsjail mounts the supervisor dir from inside the jail's user namespace), not listable.
         self.work_dir.mkdir(exist_ok=True)
-        self.work_dir.chmod(0o711)
+        self.work_dir.chmod(0o700)
         mpl_dir = self.work_dir / "matplotlib"
         shutil.rmtree(mpl_dir, ignore_errors=True)
         if self.mpl_seed.is_dir():
@@ -75,14 +56,12 @@ class ZygoteProcess:
         else:
             mpl_dir.mkdir()
         mpl_dir.chmod(0o700)
-        self.stage_supervisor()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         boot = BOOT.format(root=str(PACKAGE_ROOT))
         with open(self.work_dir / "zygote.log", "ab") as log:
             os.fchmod(log.fileno(), 0o600)
             self.process = await asyncio.create_subprocess_exec(
                 str(self.python), "-I", "-B", "-c", boot, str(theirs.fileno()), str(mpl_dir),
-                str(self.supervisor_root),
                 env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
             )  # fmt: skip
@@ -126,8 +105,11 @@ class ZygoteProcess:
             if future is not None and not future.done():
                 future.set_result(message)
 
-    async def spawn(self, supervisor_pid: int, pidfd: int, link_fd: int, uid: int, cgroup_dirs: list[str]) -> int:
-        """A worker isolated into the supervisor's jail; returns its host pid. The fds stay ours to close."""
+    async def spawn(
+        self, init_pid: int, pidfd: int, worker_fds: tuple[int, int, int], uid: int, cgroup_dirs: list[str]
+    ) -> int:
+        """A worker isolated into the jail whose init is ``init_pid`` (``pidfd``), holding
+        ``worker_fds`` (its link, stdout, stderr); returns its host pid. The fds stay ours to close."""
         if not self.alive or self.control is None:
             raise SandboxFailure("the Python zygote is not running")
         self.counter += 1
@@ -135,13 +117,13 @@ class ZygoteProcess:
         request = {
             "type": "spawn",
             "token": token,
-            "supervisor_pid": supervisor_pid,
+            "init_pid": init_pid,
             "uid": uid,
             "cgroups": cgroup_dirs,
         }
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.replies[token] = future
-        await self.send(json.dumps(request).encode(), [link_fd, pidfd])
+        await self.send(json.dumps(request).encode(), [pidfd, *worker_fds])
         reply = await future
         if reply["type"] != "spawned":
             raise SandboxFailure(f"the zygote could not fork a worker: {reply.get('error')}")

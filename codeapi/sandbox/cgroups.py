@@ -97,26 +97,65 @@ def remove_job_cgroup(cgroup: JobCgroup) -> None:
 
 
 def members(path: Path) -> list[int]:
+    """Processes in the cgroup tree at ``path``; none once it is gone (it may go while being read)."""
     found: list[int] = []
-    if not path.is_dir():
+    try:
+        listings = list(path.rglob("cgroup.procs"))
+    except OSError:
         return found
-    for procs in path.rglob("cgroup.procs"):
+    for procs in listings:
         with contextlib.suppress(OSError, ValueError):
             found += [int(line) for line in procs.read_text().split()]
     return found
 
 
-def kill_members(path: Path) -> None:
-    """SIGKILL every process in the cgroup tree until it is empty (pids.max bounds any fork race)."""
+def kill_members(path: Path, spared: frozenset[int] = frozenset()) -> None:
+    """SIGKILL every process in the cgroup tree but ``spared`` until none is left (pids.max bounds
+    any fork race)."""
     for _ in range(KILL_ATTEMPTS):
-        pids = members(path)
-        if not pids:
+        if not signal_members(path, spared, signal.SIGKILL):
             return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         time.sleep(KILL_PAUSE_S)
     logger.warning("cgroup.kill_incomplete", path=str(path), remaining=len(members(path)))
+
+
+def signal_members(path: Path, spared: frozenset[int], signum: int) -> int:
+    """Send ``signum`` once to every process in the cgroup tree but ``spared``; returns how many.
+
+    A listed pid may exit and be reused by an unrelated process before it is signalled, so each
+    one is pinned with a pidfd and signalled only if that process is still in this cgroup.
+    """
+    sent = 0
+    relative = "/" + "/".join(path.relative_to(CGROUP_ROOT).parts[1:])  # without the controller
+    for pid in members(path):
+        if pid in spared:
+            continue
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # gone meanwhile
+            continue
+        try:
+            if in_cgroup(pid, relative):
+                signal.pidfd_send_signal(pidfd, signum)
+                sent += 1
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    return sent
+
+
+def in_cgroup(pid: int, relative: str) -> bool:
+    """Whether ``pid`` sits at or below ``relative`` (e.g. "/codeapi/<job>") in some v1 hierarchy."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        place = line.split(":", 2)[-1]
+        if place == relative or place.startswith(relative + "/"):
+            return True
+    return False
 
 
 def remove_tree(path: Path) -> None:

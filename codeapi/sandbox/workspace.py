@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from codeapi.sandbox import mounts
+from codeapi.sandbox.policy import SandboxJob, SandboxLimits
 
 logger = structlog.get_logger(__name__)
 
@@ -52,6 +54,20 @@ class JobDirs:
     def log_file(self, step: str) -> Path:
         # Outside the quota, so a program that fills its tmpfs cannot silence nsjail's log.
         return self.root / f"nsjail-{step}.log"
+
+    def job(self, job_id: str, argv: tuple[str, ...], limits: SandboxLimits, **options: Any) -> SandboxJob:
+        """A run in these directories as this identity; ``options`` are SandboxJob's other fields."""
+        return SandboxJob(
+            job_id=job_id,
+            argv=argv,
+            uid=self.uid,
+            work_dir=self.data,
+            code_dir=self.code,
+            home_dir=self.home,
+            log_file=self.log_file(job_id),
+            limits=limits,
+            **options,
+        )
 
 
 class UidPool:

@@ -1,9 +1,9 @@
-"""The warm Python path: a session's REPL sandbox (a jailed supervisor plus a worker forked from the
-zygote) must be as confined as a one-shot run, and a kept sandbox must not carry one call's
+"""The warm Python path: a session's REPL sandbox (a jail whose init is catatonit, plus a worker forked
+from the zygote) must be as confined as a one-shot run, and a kept sandbox must not carry one call's
 processes into the time after it.
 
 Idle REPL sandboxes legitimately stay up between calls, so this module's containment check allows
-them, but only as their two processes (supervisor and worker) each.
+them, but only as their two processes (init and worker) each.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.conftest import ClientFactory
 from tests.security.conftest import LIMITS, SETTLE_S, UID_POOL_SIZE, Hostile, execute, job_dirs, sandbox_processes
 
 REPL_UID = 46001
-REPL_PROCESSES = 2  # the supervisor (the jail's pid 1) and the worker
+REPL_PROCESSES = 2  # the jail's init (pid 1) and the worker
 ZYGOTE_WAIT_S = 120
 # Run in a session's own sandbox to undo what a test left there: kill its other processes, reap them.
 REAP = (
@@ -125,9 +125,9 @@ async def test_repl_sessions_do_not_share_variables(hostile: Hostile) -> None:
     assert second["stdout"] == "None\n"
 
 
-async def test_repl_worker_cannot_touch_its_supervisor(hostile: Hostile) -> None:
-    # Expected: ptrace is denied and the supervisor is the jail's init (SIGKILL from inside is
-    # ignored), so user code cannot hijack the channel to the API; the next call still works.
+async def test_repl_worker_cannot_touch_the_jails_init(hostile: Hostile) -> None:
+    # Expected: ptrace is denied and SIGKILL to the jail's init from inside is ignored by the
+    # kernel; the next call still works.
     code = (
         "import ctypes, os, signal\nlibc = ctypes.CDLL(None, use_errno=True)\n"
         "print(libc.ptrace(16, 1, 0, 0), ctypes.get_errno())\nos.kill(1, signal.SIGKILL)\nprint('alive')"
@@ -140,8 +140,8 @@ async def test_repl_worker_cannot_touch_its_supervisor(hostile: Hostile) -> None
 
 async def test_repl_fork_bomb_is_contained_while_another_session_runs(hostile: Hostile) -> None:
     # Expected: the jail's pids limit stops the bomb; another session's call still succeeds. (The
-    # bomb reaps its children itself, so the count it prints is its own; the supervisor would kill
-    # and reap them anyway once the call ends, see the tests below.)
+    # bomb reaps its children itself, so the count it prints is its own; the API would kill them
+    # anyway once the call ends, see the tests below.)
     bomb = (
         "import os, time\nkids = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(1)\n"
         "            os._exit(0)\n        kids += 1\nexcept OSError:\n    print('stopped', kids)\n" + REAP
@@ -162,7 +162,7 @@ async def test_repl_memory_bomb_is_stopped_and_the_session_recovers(hostile: Hos
 
 
 async def test_repl_output_flood_is_capped(hostile: Hostile) -> None:
-    # Expected: the supervisor caps output like the one-shot runner.
+    # Expected: the API caps the worker's output pipes like the one-shot runner.
     body = await execute(hostile, "py", "import os\nwhile True:\n    os.write(1, b'z' * 65536)")
     assert len(body["stdout"]) <= 64 * 1024
     assert "OutputLimitExceeded" in body["stderr"]
@@ -216,7 +216,7 @@ async def test_repl_daemons_and_popen_children_end_with_the_call_and_the_session
     body = await execute(hostile, "py", code)
     session = body["session_id"]
     try:
-        assert int(body["stdout"]) >= 5  # supervisor, worker, sleep, daemon, setsid'd child
+        assert int(body["stdout"]) >= 5  # init, worker, sleep, daemon, setsid'd child
         await asyncio.sleep(1)
         assert not repl_leftovers(hostile)["extra processes in a REPL sandbox"]
         assert zombies(hostile) == []
