@@ -1,4 +1,7 @@
-"""Apps whose Python REPL pool is up, and apps that share one DATA_DIR (an API restart)."""
+"""Apps whose Python REPL pool is up, and apps that share one DATA_DIR (an API restart).
+
+Every test here runs on both backend pairs: embedded (SQLite + local disk) and shared (Redis + S3).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import pytest
 
 from codeapi.execution.service import ExecutionService
 from codeapi.repl.pool import ReplPool
-from tests.conftest import API_KEY, running_client, test_settings
+from tests.conftest import API_KEY, BACKENDS, running_client, shared_backend, test_settings
 
 WarmClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 READY_TIMEOUT_S = 120.0
@@ -50,16 +53,22 @@ def new_root(test_root: Path) -> Callable[[], Path]:
     return make
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return shared_backend(request.getfixturevalue("api_seaweed")) if request.param == "shared" else {}
+
+
 @pytest.fixture(scope="session")
-def warm_client(new_root: Callable[[], Path]) -> WarmClientFactory:
+def warm_client(new_root: Callable[[], Path], backend: dict[str, Any]) -> WarmClientFactory:
     """``warm_client(root=None, **settings)``: an app on ``root`` (a fresh one by default), pool ready.
 
-    Two apps on the same root one after the other are an API restart: same DATA_DIR, new process state.
+    Two apps on the same root one after the other are an API restart: same DATA_DIR (and the same
+    Redis and S3 on the shared backend), new process state.
     """
 
     @asynccontextmanager
     async def factory(root: Path | None = None, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = test_settings(root or new_root(), **overrides)
+        settings = test_settings(root or new_root(), **{**backend, **overrides})
         async with running_client(settings, {"x-api-key": API_KEY}) as client:
             await wait_until_warm(client)
             yield client

@@ -14,13 +14,16 @@ from tests.conftest import API_KEY, shared_backend
 from tests.servers import SeaweedServer
 
 REPLICA_REDIS_DB = 10
+SECOND_REPLICA_UID = 1001 + 64
+WARM_PATH_WAIT_S = 120
 
 
 @pytest.fixture(scope="module")
 def replicas(test_root: Path, api_seaweed: SeaweedServer) -> Iterator[tuple[Replica, Replica]]:
     backend = shared_backend(api_seaweed, redis_db=REPLICA_REDIS_DB)
     first = Replica(test_root / "replica-a", backend)
-    second = Replica(test_root / "replica-b", backend)
+    # Two API processes on one host need their own sandbox uid ranges (README).
+    second = Replica(test_root / "replica-b", {**backend, "SANDBOX_UID": SECOND_REPLICA_UID})
     try:
         first.wait_ready()
         second.wait_ready()
@@ -99,3 +102,36 @@ async def test_concurrent_runs_of_one_session_on_two_replicas_are_serialised(
         # The only other acceptable outcome: the second is refused with a clear 409, the first kept whole.
         assert statuses == [200, 409]
         assert len(lines) == 2 and lines[0].replace("start", "end") == lines[1]
+
+
+async def wait_for_warm_python(client: httpx.AsyncClient) -> None:
+    """Until the replica's zygote is up, Python runs one-shot (there it is its jail's pid 1)."""
+    async with asyncio.timeout(WARM_PATH_WAIT_S):
+        while True:
+            body = (await client.post("/exec", json={"lang": "py", "code": "import os\nprint(os.getpid())"})).json()
+            if body["stdout"] != "1\n":
+                return
+            await asyncio.sleep(0.5)
+
+
+async def test_python_state_follows_the_session_to_the_other_replica_and_back(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """B restores what A saved; A then must not answer from its kept interpreter, which is a
+    revision behind, but from the state B saved."""
+    first, second = clients
+    await asyncio.gather(wait_for_warm_python(first), wait_for_warm_python(second))
+    started = (
+        await first.post("/exec", json={"lang": "py", "code": "count = 41\ndef bump(n):\n    return n + 1"})
+    ).json()
+    session = started["session_id"]
+    on_b = (
+        await second.post(
+            "/exec", json={"lang": "py", "code": "count = bump(count)\nprint(count)", "session_id": session}
+        )
+    ).json()
+    assert on_b["stdout"] == "42\n", on_b
+    back_on_a = (
+        await first.post("/exec", json={"lang": "py", "code": "print(count, bump(0))", "session_id": session})
+    ).json()
+    assert back_on_a["stdout"] == "42 1\n", back_on_a
