@@ -200,7 +200,7 @@ class ExecutionService:
         if sandbox is None:
             return None
         chosen = await self.choose_inputs(session, request.files)
-        kept = unchanged_inputs(sandbox, chosen, self.limits.max_file_bytes)
+        kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
         if kept is None and sandbox.used:
             warm.pool.discard(sandbox)
             sandbox = await warm.pool.fresh()

@@ -1,8 +1,9 @@
 """A REPL sandbox's stdout and stderr: two pipes the worker holds as fds 1 and 2, read by the API.
 
-They are read as data arrives, so a call's output is capped while it streams (the call ends as
-soon as either stream overflows) and the worker never blocks on a full pipe. Between calls the
-pipes keep draining: what a user thread prints then belongs to no call and is dropped.
+During a call they are read as data arrives, so its output is capped while it streams (the call
+ends as soon as either stream overflows). Between calls nobody reads them: a user thread that
+keeps printing then blocks on the full pipe instead of costing the API CPU, and what it printed is
+dropped when the next call begins.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class SandboxOutput:
         self.overflowed = asyncio.Event()
         for fd in self.fds:
             os.set_blocking(fd, False)
-            self.loop.add_reader(fd, self.read_once, fd)
 
     def begin(self, cap: int) -> None:
         """Start capturing for a call, up to ``cap`` bytes per stream."""
@@ -35,12 +35,16 @@ class SandboxOutput:
             self.drain(fd, BETWEEN_CALLS_DRAIN_BYTES)
         self.overflowed = asyncio.Event()
         self.sinks = {fd: CappedStream(cap, bytearray()) for fd in self.fds}
+        for fd in self.open:
+            self.loop.add_reader(fd, self.read_once, fd)
 
     def finish(self) -> tuple[CappedStream, CappedStream]:
         """The call's output, including everything already in the pipes (the worker flushed its
         streams before it reported, and the call's other processes are dead)."""
         for fd in self.fds:
             self.drain(fd, None)
+        for fd in self.open:
+            self.loop.remove_reader(fd)
         stdout, stderr = (self.sinks.get(fd, CappedStream(0, bytearray())) for fd in self.fds)
         self.sinks = {}
         return stdout, stderr

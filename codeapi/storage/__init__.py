@@ -27,7 +27,8 @@ async def open_stores(
     """
     if not (redis.configured and s3.configured):
         try:
-            storage.data_dir.mkdir(parents=True, exist_ok=True)
+            # Owner-only when created here: it holds every session's files and the metadata.
+            storage.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BackendUnavailable(f"data directory {storage.data_dir} is not usable: {exc}") from exc
     metadata: MetadataStore

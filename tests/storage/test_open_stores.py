@@ -30,6 +30,7 @@ async def test_embedded_backends_when_nothing_is_configured(tmp_path: Path) -> N
         assert isinstance(metadata, SqliteMetadata)
         assert isinstance(blobs, LocalBlobStore)
         assert (data_dir / "codeapi.db").is_file()
+        assert data_dir.stat().st_mode & 0o777 == 0o700  # every session's files: owner-only
         assert blobs.root == data_dir / "blobs"
         await metadata.ping()
         await blobs.ping()
