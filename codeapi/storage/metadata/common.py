@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar, get_type_hints
 
-from codeapi.storage.metadata.base import FileRecord, SessionRecord
+from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -26,58 +27,58 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
-def session_to_json(record: SessionRecord) -> str:
-    return json.dumps(
-        {
-            "session_id": record.session_id,
-            "created_at": to_micros(record.created_at),
-            "expires_at": to_micros(record.expires_at),
-            "user_id": record.user_id,
-            "entity_id": record.entity_id,
-        },
-        separators=(",", ":"),
-    )
+Record = TypeVar("Record", SessionRecord, FileRecord, StateRecord)
 
 
-def session_from_json(raw: str | bytes) -> SessionRecord:
-    data: dict[str, Any] = json.loads(raw)
-    return SessionRecord(
-        session_id=data["session_id"],
-        created_at=from_micros(data["created_at"]),
-        expires_at=from_micros(data["expires_at"]),
-        user_id=data["user_id"],
-        entity_id=data["entity_id"],
-    )
+FIELD_TYPES: dict[type, dict[str, Any]] = {
+    kind: get_type_hints(kind) for kind in (SessionRecord, FileRecord, StateRecord)
+}
 
 
-def file_to_json(record: FileRecord) -> str:
-    return json.dumps(
-        {
-            "session_id": record.session_id,
-            "file_id": record.file_id,
-            "name": record.name,
-            "size_bytes": record.size_bytes,
-            "content_type": record.content_type,
-            "created_at": to_micros(record.created_at),
-            "expires_at": to_micros(record.expires_at),
-            "blob_key": record.blob_key,
-        },
-        separators=(",", ":"),
-    )
+class StoredFields(Protocol):
+    """Field values by name: a decoded JSON object or an SQLite row."""
+
+    def __getitem__(self, name: str) -> Any: ...
 
 
-def file_from_json(raw: str | bytes) -> FileRecord:
-    data: dict[str, Any] = json.loads(raw)
-    return FileRecord(
-        session_id=data["session_id"],
-        file_id=data["file_id"],
-        name=data["name"],
-        size_bytes=data["size_bytes"],
-        content_type=data["content_type"],
-        created_at=from_micros(data["created_at"]),
-        expires_at=from_micros(data["expires_at"]),
-        blob_key=data["blob_key"],
-    )
+def to_row(record: SessionRecord | FileRecord | StateRecord) -> dict[str, Any]:
+    """A record's fields as both backends store them: times as integer microseconds, flags as 0/1."""
+    return {field.name: stored(getattr(record, field.name)) for field in fields(record)}
+
+
+def stored(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def from_row(kind: type[Record], row: StoredFields) -> Record:
+    """A record from its stored fields: a decoded JSON object or an SQLite row."""
+    types = FIELD_TYPES[kind]
+    return kind(**{field.name: loaded(row[field.name], types[field.name]) for field in fields(kind)})
+
+
+def loaded(value: Any, kind: Any) -> Any:
+    if kind is datetime:
+        return from_micros(value)
+    if kind is bool:
+        return bool(value)
+    return value
+
+
+def to_json(record: SessionRecord | FileRecord | StateRecord) -> str:
+    return json.dumps(to_row(record), separators=(",", ":"))
+
+
+def from_json(kind: type[Record], raw: str | bytes) -> Record:
+    return from_row(kind, json.loads(raw))
+
+
+def columns(kind: type[SessionRecord | FileRecord | StateRecord]) -> str:
+    """The record's fields as a column list, in the order ``to_row`` gives their values."""
+    return ", ".join(field.name for field in fields(kind))
 
 
 def oldest_first(records: list[FileRecord]) -> list[FileRecord]:

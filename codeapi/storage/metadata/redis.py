@@ -23,7 +23,6 @@ record early.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
@@ -39,15 +38,7 @@ from redis.exceptions import LockError, RedisError
 from codeapi.config.groups import RedisSettings
 from codeapi.errors import BackendUnavailable, SessionBusy
 from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
-from codeapi.storage.metadata.common import (
-    file_from_json,
-    file_to_json,
-    from_micros,
-    oldest_first,
-    session_from_json,
-    session_to_json,
-    to_micros,
-)
+from codeapi.storage.metadata.common import from_json, oldest_first, to_json, to_micros
 
 logger = structlog.get_logger(__name__)
 
@@ -95,34 +86,6 @@ def _connection_pool(settings: RedisSettings, decode: bool = True) -> aioredis.C
 
 def _text(item: Any) -> str:
     return item.decode() if isinstance(item, bytes) else str(item)
-
-
-def _state_to_json(record: StateRecord) -> str:
-    return json.dumps(
-        {
-            "session_id": record.session_id,
-            "revision": record.revision,
-            "size_bytes": record.size_bytes,
-            "saved_at": to_micros(record.saved_at),
-            "expires_at": to_micros(record.expires_at),
-            "blob_key": record.blob_key,
-            "archived": record.archived,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _state_from_json(raw: str | bytes) -> StateRecord:
-    data: dict[str, Any] = json.loads(raw)
-    return StateRecord(
-        session_id=data["session_id"],
-        revision=data["revision"],
-        size_bytes=data["size_bytes"],
-        saved_at=from_micros(data["saved_at"]),
-        expires_at=from_micros(data["expires_at"]),
-        blob_key=data["blob_key"],
-        archived=data["archived"],
-    )
 
 
 def _keep_until(pipe: Pipeline, key: str, deadline_ms: int) -> None:
@@ -199,7 +162,7 @@ class RedisMetadata:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(
                     self._session_key(record.session_id),
-                    session_to_json(record),
+                    to_json(record),
                     pxat=expires_ms + RECORD_GRACE_MS,
                 )
                 pipe.zadd(self._expiry_key, {record.session_id: to_micros(record.expires_at)})
@@ -213,7 +176,7 @@ class RedisMetadata:
     async def _load_session(self, session_id: str) -> SessionRecord | None:
         """The stored record even if expired (delete_session still needs its entity id)."""
         raw = await self._redis.get(self._session_key(session_id))
-        return session_from_json(raw) if raw is not None else None
+        return from_json(SessionRecord, raw) if raw is not None else None
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         with _boundary("get_session"):
@@ -225,7 +188,7 @@ class RedisMetadata:
     async def delete_session(self, session_id: str) -> None:
         with _boundary("delete_session"):
             record = await self._load_session(session_id)
-            files = [file_from_json(raw) for raw in await self._redis.hvals(self._files_key(session_id))]
+            files = [from_json(FileRecord, raw) for raw in await self._redis.hvals(self._files_key(session_id))]
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._session_key(session_id), self._files_key(session_id))
                 pipe.zrem(self._expiry_key, session_id)
@@ -256,7 +219,7 @@ class RedisMetadata:
         for raw in raws:
             if raw is None:
                 continue
-            record = session_from_json(raw)
+            record = from_json(SessionRecord, raw)
             if record.entity_id == entity_id and to_micros(record.expires_at) > now:
                 return record
         return None
@@ -269,8 +232,8 @@ class RedisMetadata:
             previous = await self._redis.hget(files_key, record.file_id)
             async with self._redis.pipeline(transaction=True) as pipe:
                 if previous is not None:
-                    pipe.zrem(self._blob_key(file_from_json(previous).blob_key), reference)
-                pipe.hset(files_key, record.file_id, file_to_json(record))
+                    pipe.zrem(self._blob_key(from_json(FileRecord, previous).blob_key), reference)
+                pipe.hset(files_key, record.file_id, to_json(record))
                 _keep_until(pipe, files_key, deadline_ms)
                 blob_refs = self._blob_key(record.blob_key)
                 pipe.zadd(blob_refs, {reference: to_micros(record.expires_at)})
@@ -282,13 +245,13 @@ class RedisMetadata:
             raw = await self._redis.hget(self._files_key(session_id), file_id)
         if raw is None:
             return None
-        record = file_from_json(raw)
+        record = from_json(FileRecord, raw)
         return record if to_micros(record.expires_at) > _now_micros() else None
 
     async def _live_files(self, session_id: str) -> list[FileRecord]:
         raws = await self._redis.hvals(self._files_key(session_id))
         now = _now_micros()
-        records = (file_from_json(raw) for raw in raws)
+        records = (from_json(FileRecord, raw) for raw in raws)
         return [record for record in records if to_micros(record.expires_at) > now]
 
     async def list_files(self, session_id: str) -> list[FileRecord]:
@@ -303,7 +266,7 @@ class RedisMetadata:
                 return False
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(files_key, file_id)
-                pipe.zrem(self._blob_key(file_from_json(previous).blob_key), f"{session_id}/{file_id}")
+                pipe.zrem(self._blob_key(from_json(FileRecord, previous).blob_key), f"{session_id}/{file_id}")
                 removed, _ = await pipe.execute()
         return bool(removed)
 
@@ -333,7 +296,7 @@ class RedisMetadata:
         saved_index, expiry_index = f"{self.prefix}:states:saved", f"{self.prefix}:states:expiry"
         with _boundary("put_state"):
             async with self._binary.pipeline(transaction=True) as pipe:
-                pipe.set(self._state_key(sid), _state_to_json(record), pxat=deadline_ms)
+                pipe.set(self._state_key(sid), to_json(record), pxat=deadline_ms)
                 if record.blob_key is None and inline is not None:
                     pipe.set(self._state_data_key(sid), inline, pxat=deadline_ms)
                 else:
@@ -351,7 +314,7 @@ class RedisMetadata:
     def _live_state(raw: bytes | str | None) -> StateRecord | None:
         if raw is None:
             return None
-        record = _state_from_json(raw)
+        record = from_json(StateRecord, raw)
         return record if to_micros(record.expires_at) > _now_micros() else None
 
     async def get_state(self, session_id: str) -> StateRecord | None:

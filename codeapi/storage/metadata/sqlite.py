@@ -11,6 +11,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import structlog
 
 from codeapi.errors import BackendUnavailable
 from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
-from codeapi.storage.metadata.common import from_micros, oldest_first, to_micros
+from codeapi.storage.metadata.common import columns, from_row, oldest_first, to_micros, to_row
 from codeapi.storage.metadata.locks import LocalSessionLocks
 
 logger = structlog.get_logger(__name__)
@@ -61,48 +62,17 @@ CREATE INDEX IF NOT EXISTS states_saved ON states (archived, saved_at);
 CREATE INDEX IF NOT EXISTS states_expiry ON states (expires_at);
 """
 
-SESSION_COLUMNS = "session_id, created_at, expires_at, user_id, entity_id"
-FILE_COLUMNS = "session_id, file_id, name, size_bytes, content_type, created_at, expires_at, blob_key"
-STATE_COLUMNS = "session_id, revision, size_bytes, saved_at, expires_at, blob_key, archived"
+SESSION_COLUMNS = columns(SessionRecord)
+FILE_COLUMNS = columns(FileRecord)
+STATE_COLUMNS = columns(StateRecord)
+
+
+def _slots(kind: type[SessionRecord | FileRecord | StateRecord]) -> str:
+    return ", ".join("?" for _ in fields(kind))
 
 
 def _now() -> int:
     return to_micros(datetime.now(UTC))
-
-
-def _session(row: sqlite3.Row) -> SessionRecord:
-    return SessionRecord(
-        session_id=row["session_id"],
-        created_at=from_micros(row["created_at"]),
-        expires_at=from_micros(row["expires_at"]),
-        user_id=row["user_id"],
-        entity_id=row["entity_id"],
-    )
-
-
-def _file(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(
-        session_id=row["session_id"],
-        file_id=row["file_id"],
-        name=row["name"],
-        size_bytes=row["size_bytes"],
-        content_type=row["content_type"],
-        created_at=from_micros(row["created_at"]),
-        expires_at=from_micros(row["expires_at"]),
-        blob_key=row["blob_key"],
-    )
-
-
-def _state(row: sqlite3.Row) -> StateRecord:
-    return StateRecord(
-        session_id=row["session_id"],
-        revision=row["revision"],
-        size_bytes=row["size_bytes"],
-        saved_at=from_micros(row["saved_at"]),
-        expires_at=from_micros(row["expires_at"]),
-        blob_key=row["blob_key"],
-        archived=bool(row["archived"]),
-    )
 
 
 @contextmanager
@@ -201,14 +171,8 @@ class SqliteMetadata:
         with _boundary("put_session"):
             await self._write(
                 (
-                    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        record.session_id,
-                        to_micros(record.created_at),
-                        to_micros(record.expires_at),
-                        record.user_id,
-                        record.entity_id,
-                    ),
+                    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES ({_slots(SessionRecord)})",
+                    tuple(to_row(record).values()),
                 )
             )
 
@@ -219,7 +183,7 @@ class SqliteMetadata:
                 (session_id, _now()),
             ) as cursor:
                 row = await cursor.fetchone()
-        return _session(row) if row is not None else None
+        return from_row(SessionRecord, row) if row is not None else None
 
     async def delete_session(self, session_id: str) -> None:
         with _boundary("delete_session"):
@@ -246,23 +210,14 @@ class SqliteMetadata:
                 (entity_id, _now()),
             ) as cursor:
                 row = await cursor.fetchone()
-        return _session(row) if row is not None else None
+        return from_row(SessionRecord, row) if row is not None else None
 
     async def put_file(self, record: FileRecord) -> None:
         with _boundary("put_file"):
             await self._write(
                 (
-                    f"INSERT OR REPLACE INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.session_id,
-                        record.file_id,
-                        record.name,
-                        record.size_bytes,
-                        record.content_type,
-                        to_micros(record.created_at),
-                        to_micros(record.expires_at),
-                        record.blob_key,
-                    ),
+                    f"INSERT OR REPLACE INTO files ({FILE_COLUMNS}) VALUES ({_slots(FileRecord)})",
+                    tuple(to_row(record).values()),
                 )
             )
 
@@ -273,7 +228,7 @@ class SqliteMetadata:
                 (session_id, file_id, _now()),
             ) as cursor:
                 row = await cursor.fetchone()
-        return _file(row) if row is not None else None
+        return from_row(FileRecord, row) if row is not None else None
 
     async def list_files(self, session_id: str) -> list[FileRecord]:
         with _boundary("list_files"):
@@ -282,7 +237,7 @@ class SqliteMetadata:
                 (session_id, _now()),
             ) as cursor:
                 rows = await cursor.fetchall()
-        return oldest_first([_file(row) for row in rows])
+        return oldest_first([from_row(FileRecord, row) for row in rows])
 
     async def delete_file(self, session_id: str, file_id: str) -> bool:
         with _boundary("delete_file"):
@@ -311,17 +266,8 @@ class SqliteMetadata:
         with _boundary("put_state"):
             await self._write(
                 (
-                    f"INSERT OR REPLACE INTO states ({STATE_COLUMNS}, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.session_id,
-                        record.revision,
-                        record.size_bytes,
-                        to_micros(record.saved_at),
-                        to_micros(record.expires_at),
-                        record.blob_key,
-                        int(record.archived),
-                        inline if record.blob_key is None else None,
-                    ),
+                    f"INSERT OR REPLACE INTO states ({STATE_COLUMNS}, data) VALUES ({_slots(StateRecord)}, ?)",
+                    (*to_row(record).values(), inline if record.blob_key is None else None),
                 )
             )
 
@@ -331,7 +277,7 @@ class SqliteMetadata:
                 f"SELECT {STATE_COLUMNS} FROM states WHERE session_id = ? AND expires_at > ?", (session_id, _now())
             ) as cursor:
                 row = await cursor.fetchone()
-        return _state(row) if row is not None else None
+        return from_row(StateRecord, row) if row is not None else None
 
     async def read_inline_state(self, session_id: str) -> bytes | None:
         with _boundary("read_inline_state"):
@@ -353,7 +299,7 @@ class SqliteMetadata:
                 (to_micros(saved_before), _now(), limit),
             ) as cursor:
                 rows = await cursor.fetchall()
-        return [_state(row) for row in rows]
+        return [from_row(StateRecord, row) for row in rows]
 
     async def expired_states(self, now: datetime, limit: int) -> list[str]:
         with _boundary("expired_states"):
