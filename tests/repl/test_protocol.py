@@ -58,7 +58,7 @@ FORGE_GARBAGE = "import os\nos.write(3, b'\\x00\\x00\\x00\\x05garbage that is no
 
 @pytest.mark.parametrize("code", [FORGE_RESULT, FORGE_GARBAGE], ids=["forged_result", "garbage"])
 async def test_user_code_writing_to_its_link_cannot_forge_a_result(warm: httpx.AsyncClient, code: str) -> None:
-    """fd 3 reaches only the supervisor, which accepts nothing but the worker's own report from it."""
+    """fd 3 reaches only the API, which accepts nothing but the worker's report of this call from it."""
     first = await run(warm, "py", "kept = 'yes'")
     body = await run(warm, "py", code, session_id=first["session_id"])
     assert "FORGED" not in body["stdout"]

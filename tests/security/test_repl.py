@@ -108,7 +108,7 @@ async def test_repl_worker_has_no_network(hostile: Hostile) -> None:
 
 
 async def test_repl_worker_sees_only_its_own_jail(hostile: Hostile) -> None:
-    # Expected: /proc shows the jail's supervisor and worker (and their children), not the zygote,
+    # Expected: /proc shows the jail's init and worker (and their children), not the zygote,
     # the API or other sessions' workers; the filesystem is the usual minimal view.
     code = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), os.path.exists('/etc/shadow'))"
     body = await execute(hostile, "py", code)
