@@ -117,6 +117,16 @@ class ReplPool:
         self.teardowns.add(task)
         task.add_done_callback(self.teardowns.discard)
 
+    def health(self) -> dict[str, object]:
+        """For /health/detailed: Python still runs (one-shot) while the zygote is down, so this
+        degrades the service rather than failing it."""
+        return {
+            "status": "healthy" if self.available else "degraded",
+            "mode": "warm REPL" if self.available else "one-shot until the Python zygote is up",
+            "warm": len(self.warm),
+            "kept": len(self.hot),
+        }
+
     def live_sandboxes(self) -> list[ReplSandbox]:
         """Warm and kept sandboxes: alive on purpose between calls (containment checks skip them)."""
         return [*self.warm, *self.hot.values()]

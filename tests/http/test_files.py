@@ -166,11 +166,12 @@ async def test_detailed_health_checks_every_dependency(client: httpx.AsyncClient
     response = await client.get("/health/detailed")
     assert response.status_code == 200
     checks = response.json()["checks"]
-    assert {name: check["status"] for name, check in checks.items()} == {
+    assert {name: check["status"] for name, check in checks.items() if name != "python"} == {
         "metadata": "healthy",
         "files": "healthy",
         "sandbox": "healthy",
     }
+    assert checks["python"]["status"] in ("healthy", "degraded")  # degraded while the zygote starts
     anonymous = await client.get("/health/detailed", headers={"x-api-key": ""})
     assert anonymous.status_code == 401
 

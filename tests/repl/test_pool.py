@@ -44,3 +44,19 @@ async def test_a_sandbox_is_never_handed_to_a_second_session(warm_client: WarmCl
             await run(client, "py", f"y = {index}")
         assert all(sandbox is not used for sandbox in pool.warm)
         assert [sid for sid, sandbox in pool.hot.items() if sandbox is used] == [first["session_id"]]
+
+
+async def test_health_reports_the_warm_path(warm_client: WarmClientFactory) -> None:
+    async with warm_client(SANDBOX_POOL_PY=1) as client:
+        python = (await client.get("/health/detailed")).json()["checks"]["python"]
+        assert python == {"status": "healthy", "mode": "warm REPL", "warm": 1, "kept": 0}
+
+
+async def test_health_is_degraded_not_failed_while_the_zygote_is_down(warm_client: WarmClientFactory) -> None:
+    async with warm_client(SANDBOX_POOL_PY=1) as client:
+        await pool_of(client).launcher.zygote.stop()
+        response = await client.get("/health/detailed")
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
+        assert response.json()["checks"]["python"]["status"] == "degraded"
+        assert (await run(client, "py", "print(2)"))["stdout"] == "2\n"

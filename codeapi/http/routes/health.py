@@ -37,15 +37,21 @@ def elapsed_ms(started: float) -> float:
 
 @router.get("/health/detailed", dependencies=[Depends(require_api_key)])
 async def health_detailed(services: Services) -> JSONResponse:
-    """503 when any dependency fails, so a load balancer or monitor can act on the status alone."""
+    """503 when any dependency fails, so a load balancer or monitor can act on the status alone;
+    "degraded" (200) when everything works but slower than it should (Python without its warm path)."""
+    warm = services.executions.warm
     checks = {
         "metadata": {"backend": services.backends["metadata"], **await probe(services.sessions.metadata.ping)},
         "files": {"backend": services.backends["files"], **await probe(services.sessions.blobs.ping)},
         "sandbox": await probe(services.check_sandbox),
+        "python": warm.pool.health()
+        if warm is not None
+        else {"status": "healthy", "mode": "one-shot (REPL_ENABLED=false)"},
     }
-    healthy = all(check["status"] == "healthy" for check in checks.values())
-    body = {"status": "healthy" if healthy else "unhealthy", "version": __version__, "checks": checks}
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    statuses = {check["status"] for check in checks.values()}
+    overall = next((status for status in ("unhealthy", "degraded") if status in statuses), "healthy")
+    body = {"status": overall, "version": __version__, "checks": checks}
+    return JSONResponse(body, status_code=503 if overall == "unhealthy" else 200)
 
 
 @router.get("/metrics", dependencies=[Depends(require_api_key)], include_in_schema=False)
