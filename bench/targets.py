@@ -1,7 +1,8 @@
 """The Python fast path's targets, through HTTP, with their floor measured in the same run.
 
 * floor: a raw round trip to a warm REPL (``print(1)`` in one sandbox called from this process: no
-  HTTP, sessions or storage), without and with the state save a chat turn does;
+  HTTP, sessions or storage), without and with the state save a chat turn does, and with the
+  restore a turn needs when its session's interpreter is not at hand (another replica, a restart);
 * chat turns: every client continues its own session, so state is carried; sequential and 8 at a
   time, each of the 8 on its own session;
 * new sessions: every request starts a fresh, isolated session; sequential, then 8 at a time for
@@ -33,6 +34,14 @@ CHAT_TURNS_CONCURRENT = {"min_rps": 200.0}
 NEW_SESSIONS = {"p50_ms": 50.0}
 NEW_SESSIONS_CONCURRENT = {"min_rps": 25.0}
 PSS_PER_SANDBOX_MIB = 60.0
+# A chat's typical namespace: a DataFrame of 10k rows, a function, a few scalars.
+RESTORED_STATE_CODE = """\
+import pandas as pd
+df = pd.DataFrame({"k": [i % 10 for i in range(10_000)], "v": range(10_000)})
+def total(frame):
+    return int(frame["v"].sum())
+rows, label = len(df), "sales"
+"""
 
 
 async def measure_repl_floor(sandbox: Sandbox, n: int, warmup: int, say: Say) -> list[Measurement]:
@@ -49,15 +58,22 @@ async def measure_repl_floor(sandbox: Sandbox, n: int, warmup: int, say: Say) ->
         await launcher.zygote.start(ZYGOTE_START_S)
         repl = await start_sandbox(launcher)
         try:
-            for name, save in (("warm REPL round trip, print(1)", protocol.SAVE_NEVER),
-                               ("warm REPL round trip + state save, print(1)", protocol.SAVE_ALWAYS)):  # fmt: skip
+            state = (await repl.call(RESTORED_STATE_CODE, (), 30, protocol.SAVE_ALWAYS, None)).state
+            size = f"{len(state or b'') // 1024} KiB"
+            variants = (
+                ("warm REPL round trip, print(1)", protocol.SAVE_NEVER, None),
+                (f"warm REPL round trip + save of a {size} state, print(1)", protocol.SAVE_ALWAYS, None),
+                (f"warm REPL round trip + restore of a {size} state, print(1)", protocol.SAVE_NEVER, state),
+            )
+            for name, save, restore in variants:
 
-                async def call(save: str = save) -> None:
-                    ran = await repl.call("print(1)", (), 10, save, None)
+                async def call(save: str = save, restore: bytes | None = restore) -> None:
+                    ran = await repl.call("print(1)", (), 10, save, restore)
                     if ran.result.stdout != b"1\n":
                         raise CallFailed(f"stdout {ran.result.stdout!r}, stderr {ran.result.stderr[:200]!r}")
 
-                found.append(await measure(name, "floor", call, n=n, warmup=warmup, labels={"reference": "repl"}))
+                labels = {"reference": "repl"} if save == protocol.SAVE_NEVER and restore is None else {}
+                found.append(await measure(name, "floor", call, n=n, warmup=warmup, labels=labels))
         finally:
             await repl.destroy()
             await launcher.zygote.stop()
