@@ -15,7 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from codeapi import __version__
 from codeapi.auth.keys import KeyChecker
-from codeapi.config import Settings
+from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
+from codeapi.config import ConfigError, Settings
+from codeapi.config.groups import AuthSettings
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecLimits, ExecutionService
 from codeapi.execution.warm import WarmPython
@@ -204,7 +206,20 @@ async def settle(what: str, *tasks: asyncio.Future[Any]) -> None:
         logger.error("codeapi.shutdown_step_stuck", step=what, pending=len(pending))
 
 
+def build_token_verifier(auth: AuthSettings) -> TokenVerifier | None:
+    """Bearer JWTs are accepted once LibreChat's public key is configured."""
+    key_text = auth.jwt_key_text
+    if key_text is None:
+        return None
+    try:
+        return TokenVerifier(key_text, auth.jwt_algorithm, auth.jwt_issuer, auth.jwt_audience)
+    except InvalidVerificationKey as error:
+        raise ConfigError(f"CODEAPI_JWT_PUBLIC_KEY: {error}") from None
+
+
 def create_app(settings: Settings) -> FastAPI:
+    tokens = build_token_verifier(settings.auth)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox, security = settings.sandbox, settings.security
@@ -230,6 +245,7 @@ def create_app(settings: Settings) -> FastAPI:
             executions=executions,
             sessions=sessions,
             keys=KeyChecker(settings.auth.valid_keys),
+            tokens=tokens,
             auth_enabled=settings.auth.auth_enabled,
             max_filename_length=settings.limits.filename_length,
             max_files_per_session=settings.limits.files_per_session,

@@ -25,13 +25,13 @@ def build_app() -> FastAPI:
     from codeapi.observability.logging import configure_logging
 
     settings = load_settings()
+    configure_logging(settings.logging)
     try:
         settings.refuse_insecure_defaults()
+        return create_app(settings)
     except ConfigError as error:
         print(f"codeapi: {error}", file=sys.stderr)  # noqa: T201
         raise SystemExit(2) from None
-    configure_logging(settings.logging)
-    return create_app(settings)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -106,12 +106,34 @@ class AuthSettings(Group):
     api_keys: CommaList = Field(default_factory=list, validation_alias=alias("API_KEYS"))
     master_api_key: str | None = Field(None, validation_alias=alias("MASTER_API_KEY"))
     auth_enabled: bool = Field(True, validation_alias=alias("AUTH_ENABLED"))
+    # Bearer JWTs that current LibreChat mints per user (its CODEAPI_JWT_ENABLED), verified with the
+    # public half of its CODEAPI_JWT_PRIVATE_KEY; the same names and defaults as LibreChat's side.
+    jwt_public_key: str | None = Field(None, validation_alias=alias("CODEAPI_JWT_PUBLIC_KEY"))
+    jwt_public_key_file: Path | None = Field(None, validation_alias=alias("CODEAPI_JWT_PUBLIC_KEY_FILE"))
+    jwt_algorithm: Literal["EdDSA", "RS256"] = Field("EdDSA", validation_alias=alias("CODEAPI_JWT_ALGORITHM"))
+    jwt_issuer: str = Field("librechat", min_length=1, validation_alias=alias("CODEAPI_JWT_ISSUER"))
+    jwt_audience: str = Field("codeapi", min_length=1, validation_alias=alias("CODEAPI_JWT_AUDIENCE"))
 
     _split = field_validator("api_keys", mode="before")(split_commas)
 
     @property
     def valid_keys(self) -> tuple[str, ...]:
         return (self.api_key, *self.api_keys)
+
+    @property
+    def jwt_key_text(self) -> str | None:
+        """PEM or JWK JSON, inline (with literal \\n allowed, as in LibreChat's variable) or from a file."""
+        if self.jwt_public_key and self.jwt_public_key.strip():
+            return self.jwt_public_key.replace("\\n", "\n").strip()
+        if self.jwt_public_key_file is not None:
+            return self.jwt_public_key_file.read_text().strip()
+        return None
+
+    @model_validator(mode="after")
+    def key_file_exists(self) -> AuthSettings:
+        if self.jwt_public_key_file is not None and not self.jwt_public_key_file.is_file():
+            raise ValueError(f"CODEAPI_JWT_PUBLIC_KEY_FILE ({self.jwt_public_key_file}) does not exist")
+        return self
 
 
 class RedisSettings(Group):

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from codeapi.auth.keys import KeyChecker, extract_key
+from codeapi.auth.tokens import TokenVerifier, extract_bearer
 from codeapi.execution.service import ExecutionService
 from codeapi.sessions.service import SessionService
 
@@ -19,6 +20,7 @@ class Components:
     executions: ExecutionService
     sessions: SessionService
     keys: KeyChecker
+    tokens: TokenVerifier | None  # Bearer JWTs from LibreChat, when its public key is configured
     auth_enabled: bool
     max_filename_length: int
     max_files_per_session: int
@@ -37,5 +39,11 @@ Services = Annotated[Components, Depends(components)]
 
 
 async def require_api_key(request: Request, services: Services) -> None:
-    if services.auth_enabled:
-        services.keys.check(extract_key(request.headers))
+    """An API key (x-api-key wins, then Basic), else a Bearer JWT when those are configured."""
+    if not services.auth_enabled:
+        return
+    token = extract_bearer(request.headers)
+    if services.tokens is not None and token is not None and not request.headers.get("x-api-key", "").strip():
+        services.tokens.verify(token)
+        return
+    services.keys.check(extract_key(request.headers))
