@@ -19,6 +19,7 @@ class OutputFile:
     name: str
     session_id: str
     modified_from: StoredRef | None = None
+    inherited: bool = False  # a read-only input echoed as it was: the run's changes to it were dropped
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,14 @@ class ExecutionService:
             changed_paths = {item.path for item in changed}
             unchanged = (item for item in found if item.path in staged and item.path not in changed_paths)
             stored.update({item.path: (staged[item.path].record.file_id, item.fingerprint) for item in unchanged})
+        # Changes to read-only inputs (skill files) are dropped and the input is echoed as inherited;
+        # they are not in ``stored`` either, so a kept sandbox holding the changed copy is not reused.
+        dropped = {
+            item.path: staged[item.path].record
+            for item in changed
+            if item.path in staged and staged[item.path].record.read_only
+        }
+        changed = [item for item in changed if item.path not in dropped]
         room = await self.sessions.room_left(session_id)
         allowed = min(self.limits.max_output_files, room)
         if len(changed) > allowed:
@@ -266,4 +274,7 @@ class ExecutionService:
             if stored is not None:
                 stored[item.path] = (record.file_id, item.fingerprint)
         notes += [f"Output file not saved: {item.path} ({item.reason})" for item in rejected]
-        return outputs
+        inherited = [
+            OutputFile(record.file_id, path, record.session_id, inherited=True) for path, record in dropped.items()
+        ]
+        return outputs + inherited

@@ -62,6 +62,7 @@ class FileRefOut(WireModel):
     storage_session_id: str
     session_id: str
     modified_from: dict[str, str] | None = None
+    inherited: bool | None = None  # True only: a read-only input echoed unchanged (contract §4.4)
 
 
 class ExecResponse(WireModel):

@@ -75,14 +75,21 @@ class SessionService:
         return max(self.max_files_per_session - await self.metadata.count_files(session_id), 0)
 
     async def add_file(
-        self, session_id: str, name: str, chunks: AsyncIterable[bytes], origin: str = "upload"
+        self,
+        session_id: str,
+        name: str,
+        chunks: AsyncIterable[bytes],
+        origin: str = "upload",
+        read_only: bool = False,
     ) -> FileRecord:
         """Store a new file; the size cap is enforced while streaming, before anything is visible."""
         file_id = new_id()
         key = keys.file_key(session_id, file_id)
         size = await self.blobs.put(key, capped(chunks, self.max_file_bytes, name))
         now = utcnow()
-        record = FileRecord(session_id, file_id, name, size, content_type_for(name), now, now + self.ttl, key)
+        record = FileRecord(
+            session_id, file_id, name, size, content_type_for(name), now, now + self.ttl, key, read_only=read_only
+        )
         await self.metadata.put_file(record)
         STORED_FILES.labels(origin).inc()
         STORED_BYTES.labels(origin).inc(size)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 
 from codeapi.sessions.ids import is_id
-from tests.conftest import upload
+from tests.conftest import run, upload
 
 
 async def test_upload_answers_success_with_both_session_fields(client: httpx.AsyncClient) -> None:
@@ -38,6 +38,36 @@ async def test_batch_upload_keeps_subdirectories_and_counts(client: httpx.AsyncC
     assert body["succeeded"] == 2 and body["failed"] == 0
     assert [item["filename"] for item in body["files"]] == ["skills/demo/SKILL.md", "skills/demo/run.py"]
     assert all(item["status"] == "success" and is_id(item["fileId"]) for item in body["files"])
+
+
+async def test_read_only_skill_files_come_back_inherited_and_unchanged(client: httpx.AsyncClient) -> None:
+    """Contract §5.2: changes a run makes to a read_only upload are dropped; the file is echoed back
+    as inherited with its own id and session, and a plain input changed alongside is a new file."""
+    files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
+    skill = (
+        await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
+    ).json()
+    notes = await upload(client, "notes.txt", b"v1")
+    refs = [
+        {
+            "id": skill["files"][0]["fileId"],
+            "storage_session_id": skill["storage_session_id"],
+            "name": "skills/demo/SKILL.md",
+        },
+        {"id": notes["files"][0]["fileId"], "storage_session_id": notes["storage_session_id"], "name": "notes.txt"},
+    ]
+    code = "echo changed >> skills/demo/SKILL.md; echo v2 >> notes.txt; cat skills/demo/SKILL.md"
+    body = await run(client, "bash", code, files=refs)
+    assert body["stdout"] == "# demo\nchanged\n"  # the run itself sees its change
+    by_name = {item["name"]: item for item in body["files"]}
+    assert by_name["skills/demo/SKILL.md"]["inherited"] is True
+    assert by_name["skills/demo/SKILL.md"]["id"] == refs[0]["id"]
+    assert by_name["skills/demo/SKILL.md"]["storage_session_id"] == skill["storage_session_id"]
+    assert "inherited" not in by_name["notes.txt"] and by_name["notes.txt"]["modified_from"]["id"] == refs[1]["id"]
+    original = await client.get(f"/download/{skill['storage_session_id']}/{refs[0]['id']}")
+    assert original.content == b"# demo\n"
+    again = await run(client, "bash", "cat skills/demo/SKILL.md", files=refs[:1])
+    assert again["stdout"] == "# demo\n" and again["files"] == []
 
 
 async def test_batch_upload_reports_bad_files_individually(client: httpx.AsyncClient) -> None:

@@ -51,3 +51,22 @@ async def test_a_kept_sandbox_sees_the_sessions_files_as_they_are_now(warm: http
     }
     fourth = await run(warm, "py", "print(open('late.txt').read(), keep)", session_id=sid, files=[ref])
     assert fourth["stdout"] == "late 1\n"
+
+
+async def test_a_kept_sandbox_does_not_keep_a_change_to_a_read_only_file(warm: httpx.AsyncClient) -> None:
+    files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
+    skill = (
+        await warm.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
+    ).json()
+    ref = {
+        "id": skill["files"][0]["fileId"],
+        "storage_session_id": skill["storage_session_id"],
+        "name": "skills/demo/SKILL.md",
+    }
+    first = await run(warm, "py", "kept = 1\nopen('skills/demo/SKILL.md', 'a').write('changed')", files=[ref])
+    assert [item.get("inherited") for item in first["files"]] == [True]
+    second = await run(
+        warm, "py", "print(kept, open('skills/demo/SKILL.md').read())", session_id=first["session_id"], files=[ref]
+    )
+    assert second["stdout"] == "1 # demo\n\n"
+    assert second["files"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -176,6 +177,15 @@ async def test_file_round_trip(metadata: MetadataStore) -> None:
     assert await metadata.get_file(record.session_id, stored.file_id) == stored
     assert await metadata.get_file(record.session_id, new_id()) is None
     assert await metadata.get_file(new_id(), stored.file_id) is None
+
+
+async def test_a_read_only_file_stays_read_only(metadata: MetadataStore) -> None:
+    record = session()
+    await metadata.put_session(record)
+    skill = dataclasses.replace(file(record.session_id, name="skills/demo/SKILL.md"), read_only=True)
+    await metadata.put_file(skill)
+    assert await metadata.get_file(record.session_id, skill.file_id) == skill
+    assert [item.read_only for item in await metadata.list_files(record.session_id)] == [True]
 
 
 async def test_list_files_oldest_first_without_expired(metadata: MetadataStore) -> None:

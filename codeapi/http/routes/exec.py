@@ -56,6 +56,7 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
                 if item.modified_from
                 else None
             ),
+            inherited=True if item.inherited else None,
         )
         for item in outcome.files
     ]

@@ -53,14 +53,19 @@ def upload_owner(request: Request, form: ParsedForm) -> tuple[str | None, str | 
     return user_id, entity_id
 
 
-async def store_part(services: Services, session_id: str, part: UploadedPart) -> FileRecord:
+def is_read_only(form: ParsedForm) -> bool:
+    """LibreChat uploads skill files with read_only=true: runs may read but not change them."""
+    return form.fields.get("read_only", "").strip().lower() in ("true", "1", "yes")
+
+
+async def store_part(services: Services, session_id: str, part: UploadedPart, read_only: bool) -> FileRecord:
     name = sanitize_name(part.filename, services.max_filename_length)
     if part.too_large:
         raise FileTooLarge(
             f"File {name} exceeds the maximum size of {services.max_file_bytes // (1024 * 1024)} MB",
             field="file",
         )
-    return await services.sessions.add_file(session_id, name, read_spool(part.spool))
+    return await services.sessions.add_file(session_id, name, read_spool(part.spool), read_only=read_only)
 
 
 @router.post("/upload", response_model=UploadResponse)
@@ -69,7 +74,7 @@ async def upload(request: Request, services: Services) -> UploadResponse:
     try:
         user_id, entity_id = upload_owner(request, form)
         session = await services.sessions.create(user_id=user_id, entity_id=entity_id)
-        stored = [await store_part(services, session.session_id, part) for part in form.files]
+        stored = [await store_part(services, session.session_id, part, is_read_only(form)) for part in form.files]
     finally:
         form.close()
     return UploadResponse(
@@ -89,7 +94,7 @@ async def upload_batch(request: Request, services: Services) -> BatchUploadRespo
         session = await services.sessions.create(user_id=user_id, entity_id=entity_id)
         for part in form.files:
             try:
-                record = await store_part(services, session.session_id, part)
+                record = await store_part(services, session.session_id, part, is_read_only(form))
             except InvalidRequest as error:
                 results.append(BatchFileOut(status="error", filename=part.filename, error=error.message))
             else:

@@ -29,6 +29,7 @@ class FileRecord:
     created_at: datetime  # UTC; LibreChat's lastModified
     expires_at: datetime  # UTC
     blob_key: str
+    read_only: bool = False  # a skill file (batch upload with read_only=true): runs cannot change it
 
 
 class SessionRecords(Protocol):

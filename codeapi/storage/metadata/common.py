@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, get_type_hints
 
@@ -55,9 +55,17 @@ def stored(value: Any) -> Any:
 
 
 def from_row(kind: type[Record], row: StoredFields) -> Record:
-    """A record from its stored fields: a decoded JSON object or an SQLite row."""
+    """A record from its stored fields: a decoded JSON object or an SQLite row. A field added
+    later (it has a default) may be missing from what an older version stored."""
     types = FIELD_TYPES[kind]
-    return kind(**{field.name: loaded(row[field.name], types[field.name]) for field in fields(kind)})
+    values: dict[str, Any] = {}
+    for field in fields(kind):
+        try:
+            values[field.name] = loaded(row[field.name], types[field.name])
+        except (KeyError, IndexError):
+            if field.default is MISSING:
+                raise
+    return kind(**values)
 
 
 def loaded(value: Any, kind: Any) -> Any:

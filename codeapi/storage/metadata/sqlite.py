@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS files (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     blob_key TEXT NOT NULL,
+    read_only INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (session_id, file_id)
 );
 CREATE INDEX IF NOT EXISTS files_blob ON files (blob_key, expires_at);
@@ -62,6 +63,8 @@ CREATE INDEX IF NOT EXISTS states_saved ON states (archived, saved_at);
 CREATE INDEX IF NOT EXISTS states_expiry ON states (expires_at);
 """
 
+# Columns added after the first release, as ALTER TABLE declares them for an older database.
+ADDED_COLUMNS = {"files": {"read_only": "INTEGER NOT NULL DEFAULT 0"}}
 SESSION_COLUMNS = columns(SessionRecord)
 FILE_COLUMNS = columns(FileRecord)
 STATE_COLUMNS = columns(StateRecord)
@@ -132,7 +135,17 @@ class SqliteMetadata:
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(SCHEMA)
+        await SqliteMetadata._add_missing_columns(db)
         await db.commit()
+
+    @staticmethod
+    async def _add_missing_columns(db: aiosqlite.Connection) -> None:
+        """A database made by an earlier version gets the columns added since (with their defaults)."""
+        async with db.execute("PRAGMA table_info(files)") as cursor:
+            present = {row["name"] for row in await cursor.fetchall()}
+        for name, declaration in ADDED_COLUMNS["files"].items():
+            if name not in present:
+                await db.execute(f"ALTER TABLE files ADD COLUMN {name} {declaration}")
 
     @property
     def db(self) -> aiosqlite.Connection:
