@@ -109,42 +109,63 @@ class Jail:
         init_exited, _, _ = select.select([self.init_pidfd], [], [], 0)
         return self.nsjail.returncode is None and not init_exited
 
+    def spared(self, keep_worker: bool) -> frozenset[int]:
+        return frozenset({self.init_pid, self.worker_pid} if keep_worker else {self.init_pid})
+
     def others(self, keep_worker: bool) -> list[int]:
         """Processes in the jail that are neither its init nor (with ``keep_worker``) the worker."""
-        spared = {self.init_pid, self.worker_pid} if keep_worker else {self.init_pid}
+        spared = self.spared(keep_worker)
         if self.cgroup is not None:
             return [pid for pid in cgroups.members(self.cgroup.path("pids")) if pid not in spared]
         return [pid for pid in pid_namespace_members(self.init_pid) if pid not in spared]
 
     async def kill_others(self, keep_worker: bool) -> None:
-        spared = frozenset({self.init_pid, self.worker_pid} if keep_worker else {self.init_pid})
+        spared = self.spared(keep_worker)
         give_up = time.monotonic() + STRAYS_WAIT_S
         while self.others(keep_worker):
             if self.cgroup is not None:
                 cgroups.signal_members(self.cgroup.path("pids"), spared, signal.SIGKILL)
             else:
-                for pid in self.others(keep_worker):
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
+                signal_namespace_members(self.init_pid, spared, signal.SIGKILL)
             if time.monotonic() > give_up:
                 logger.warning("repl.strays_survived", init_pid=self.init_pid)
                 return
             await asyncio.sleep(STRAYS_PAUSE_S)
 
 
+def pid_namespace(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def pid_namespace_members(init_pid: int) -> list[int]:
     """Without cgroups: host processes in the pid namespace of ``init_pid``."""
-    try:
-        namespace = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
-    except OSError:
+    namespace = pid_namespace(init_pid)
+    if namespace is None:
         return []
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{name}/ns/pid").st_ino == namespace:
-                    found.append(int(name))
-    return found
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and pid_namespace(int(name)) == namespace]
+
+
+def signal_namespace_members(init_pid: int, spared: frozenset[int], signum: int) -> None:
+    """Like cgroups.signal_members: each pid is pinned with a pidfd and signalled only if it is
+    still in the jail's pid namespace, so a pid reused on the host meanwhile is left alone."""
+    namespace = pid_namespace(init_pid)
+    for pid in pid_namespace_members(init_pid):
+        if pid in spared:
+            continue
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if namespace is not None and pid_namespace(pid) == namespace:
+                signal.pidfd_send_signal(pidfd, signum)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import httpx
 
 from codeapi.repl.sandbox import jailed_child
 from tests.conftest import run
-from tests.repl.conftest import pool_of
+from tests.repl.conftest import WarmClientFactory, pool_of
 
 NAMESPACES = ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")
 STATUS_FIELDS = (
@@ -91,3 +91,18 @@ async def test_warm_python_has_no_network(warm: httpx.AsyncClient) -> None:
     )
     body = await run(warm, "py", code)
     assert body["stdout"].startswith("blocked")
+
+
+async def test_without_cgroups_a_calls_leftovers_are_still_killed(warm_client: WarmClientFactory) -> None:
+    """On a host without the cgroup controllers the jail's processes are found by pid namespace."""
+    async with warm_client(SANDBOX_POOL_ENABLED=False) as client:
+        pool = pool_of(client)
+        pool.launcher.runner.use_cgroups = False
+        body = await run(
+            client, "py", "import subprocess\nchild = subprocess.Popen(['sleep', '300'])\nprint('started')"
+        )
+        assert body["stdout"] == "started\n"
+        sandbox = pool.hot[body["session_id"]]
+        assert sandbox.cgroup is None and sandbox.jail.others(keep_worker=True) == []
+        after = await run(client, "py", "import os\nprint(sorted(os.listdir('/proc')))", session_id=body["session_id"])
+        assert [name for name in eval(after["stdout"]) if name.isdigit()] == ["1", "2"]
