@@ -159,7 +159,9 @@ class Workspaces:
                     os.chown(path, uid, uid)
                 yield dirs
             finally:
-                self.unmount(dirs)
+                # In a thread: a detaching umount waits for an RCU grace period, milliseconds on a
+                # busy host, which would stall every request on the event loop.
+                await asyncio.to_thread(self.unmount, dirs)
                 # rmtree never follows symlinks planted by the sandbox (fd-based on Linux).
                 await asyncio.to_thread(shutil.rmtree, dirs.root, True)
                 self.active.pop(dirs.root, None)
