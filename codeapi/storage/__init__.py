@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from codeapi.config.groups import RedisSettings, S3Settings, StorageSettings
@@ -15,15 +17,20 @@ from codeapi.storage.metadata.sqlite import SqliteMetadata
 
 logger = structlog.get_logger(__name__)
 
+S3_STARTUP_WAIT_S = 30.0
+S3_RETRY_FIRST_PAUSE_S = 0.5
+S3_RETRY_MAX_PAUSE_S = 5.0
+
 __all__ = ["open_stores"]
 
 
 async def open_stores(
-    storage: StorageSettings, redis: RedisSettings, s3: S3Settings
+    storage: StorageSettings, redis: RedisSettings, s3: S3Settings, s3_wait_s: float = S3_STARTUP_WAIT_S
 ) -> tuple[MetadataStore, BlobStore]:
     """Open both stores; raises BackendUnavailable when a configured backend cannot be reached.
 
-    Creates the S3 bucket when it is missing, so a fresh deployment needs no manual step.
+    Creates the S3 bucket when it is missing, so a fresh deployment needs no manual step, and
+    waits up to ``s3_wait_s`` for an S3 that is still starting (services started together).
     """
     if not (redis.configured and s3.configured):
         try:
@@ -40,7 +47,7 @@ async def open_stores(
     try:
         if s3.configured:
             s3_store = S3BlobStore(s3)
-            await s3_store.ensure_bucket()
+            await ensure_bucket_once_up(s3_store, s3_wait_s)
             blobs = s3_store
         else:
             blobs = LocalBlobStore(storage.data_dir / "blobs")
@@ -49,3 +56,19 @@ async def open_stores(
         raise
     logger.info("storage_opened", metadata=metadata.name, blobs=blobs.name)
     return metadata, blobs
+
+
+async def ensure_bucket_once_up(store: S3BlobStore, wait_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_s
+    pause_s = S3_RETRY_FIRST_PAUSE_S
+    while True:
+        try:
+            await store.ensure_bucket()
+            return
+        except BackendUnavailable as error:
+            if loop.time() + pause_s > give_up:
+                raise
+            logger.warning("s3_not_ready", error=error.message, retry_in_s=pause_s)
+        await asyncio.sleep(pause_s)
+        pause_s = min(pause_s * 2, S3_RETRY_MAX_PAUSE_S)

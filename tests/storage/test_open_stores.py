@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+
 from codeapi.config.groups import RedisSettings, S3Settings, StorageSettings
+from codeapi.errors import BackendUnavailable
 from codeapi.storage import open_stores
 from codeapi.storage.blobs.local import LocalBlobStore
 from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
-from tests.servers import SeaweedServer
+from tests.servers import SeaweedServer, free_port
 from tests.storage.conftest import s3_test_settings
 
 
@@ -52,3 +56,26 @@ async def test_shared_backends_when_configured(
         await blobs.ping()  # the bucket was created on open
     finally:
         await metadata.close()
+
+
+async def test_an_s3_still_starting_is_waited_for(tmp_path: Path, shared_redis: RedisSettings) -> None:
+    """Services started together (compose): the API waits for S3 instead of refusing to start."""
+    late = SeaweedServer(tmp_path / "late-seaweed")
+    opening = asyncio.create_task(
+        open_stores(storage_at(tmp_path / "data"), shared_redis, s3_test_settings(late.endpoint, bucket="late"))
+    )
+    await asyncio.sleep(1.0)
+    assert not opening.done()
+    await asyncio.to_thread(late.start)
+    try:
+        metadata, blobs = await asyncio.wait_for(opening, 60)
+        await blobs.ping()
+        await metadata.close()
+    finally:
+        await asyncio.to_thread(late.stop)
+
+
+async def test_an_s3_that_never_comes_is_an_error(tmp_path: Path, shared_redis: RedisSettings) -> None:
+    absent = s3_test_settings(f"127.0.0.1:{free_port()}", bucket="absent")
+    with pytest.raises(BackendUnavailable):
+        await open_stores(storage_at(tmp_path / "data"), shared_redis, absent, s3_wait_s=1.0)
