@@ -44,6 +44,12 @@ async def require_api_key(request: Request, services: Services) -> None:
         return
     token = extract_bearer(request.headers)
     if services.tokens is not None and token is not None and not request.headers.get("x-api-key", "").strip():
-        services.tokens.verify(token)
+        request.state.token_user_id = services.tokens.verify(token)
         return
     services.keys.check(extract_key(request.headers))
+
+
+def token_user_id(request: Request) -> str | None:
+    """The user a verified Bearer token names: it outranks any user id the request body claims."""
+    found = getattr(request.state, "token_user_id", None)
+    return found if isinstance(found, str) else None

@@ -141,3 +141,16 @@ def test_a_key_that_is_not_a_public_key_stops_the_start(tmp_path: Path) -> None:
 def test_a_missing_key_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CODEAPI_JWT_PUBLIC_KEY_FILE"):
         settings_at(tmp_path, CODEAPI_JWT_PUBLIC_KEY_FILE=str(tmp_path / "absent.pem"))
+
+
+async def test_the_tokens_user_owns_sessions_whatever_the_body_claims(guarded: httpx.AsyncClient) -> None:
+    """A same-user file reference continues its session only for the user the token names."""
+    uploaded = await guarded.post("/upload", files={"file": ("data.csv", b"a,b\n")}, headers=bearer(token(sub="alice")))
+    upload = uploaded.json()
+    ref = {"id": upload["files"][0]["fileId"], "storage_session_id": upload["storage_session_id"], "name": "data.csv"}
+    payload = {"lang": "bash", "code": "ls", "files": [ref]}
+    as_alice = await guarded.post("/exec", json={**payload, "user_id": "mallory"}, headers=bearer(token(sub="alice")))
+    assert as_alice.json()["session_id"] == upload["storage_session_id"]
+    as_mallory = await guarded.post("/exec", json={**payload, "user_id": "alice"}, headers=bearer(token(sub="mallory")))
+    assert as_mallory.json()["session_id"] != upload["storage_session_id"]
+    assert as_mallory.json()["stdout"] == "data.csv\n"  # the referenced file is still mounted

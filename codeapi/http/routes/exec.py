@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from codeapi.errors import CodeapiError, InvalidRequest, RequestTooLarge
 from codeapi.execution.outcome import ExecOutcome
 from codeapi.execution.service import ExecRequest, FileRef
-from codeapi.http.deps import Services
+from codeapi.http.deps import Services, token_user_id
 from codeapi.http.errors import error_body
 from codeapi.http.schemas import ExecBody, ExecResponse, FileRefOut
 
@@ -26,7 +26,7 @@ MAX_EXEC_BODY_BYTES = 2 * 1024 * 1024
 MAX_CODE_BYTES = 1024 * 1024
 
 
-def to_request(body: ExecBody) -> ExecRequest:
+def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
     if not body.code.strip():
         raise InvalidRequest("Code must not be empty", field="code")
     if len(body.code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
@@ -38,7 +38,7 @@ def to_request(body: ExecBody) -> ExecRequest:
         files=tuple(FileRef(ref.id, ref.owner_session_id, ref.name) for ref in body.files or ()),
         session_id=body.session_id,
         entity_id=body.entity_id,
-        user_id=body.user_id,
+        user_id=user_id,
         timeout_s=body.timeout / 1000 if body.timeout else None,
     )
 
@@ -66,7 +66,7 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
 
 @router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True, max_body_size=MAX_EXEC_BODY_BYTES)
 async def execute(body: ExecBody, request: Request, services: Services) -> Response:
-    exec_request = to_request(body)
+    exec_request = to_request(body, token_user_id(request) or body.user_id)
     task = asyncio.create_task(services.executions.execute(exec_request))
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), KEEPALIVE_S)

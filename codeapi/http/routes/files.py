@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from codeapi.errors import FileNotFound, FileTooLarge, InvalidRequest, TooManyFiles
-from codeapi.http.deps import Services
+from codeapi.http.deps import Services, token_user_id
 from codeapi.http.multipart import ParsedForm, UploadedPart, parse_form, read_spool
 from codeapi.http.schemas import (
     BatchFileOut,
@@ -45,8 +45,13 @@ async def read_upload(request: Request, services: Services) -> ParsedForm:
 
 
 def upload_owner(request: Request, form: ParsedForm) -> tuple[str | None, str | None]:
-    """(user id, entity id): the User-Id header, or the resource id of a user-kind upload."""
-    user_id = request.headers.get("user-id") or (form.fields.get("id") if form.fields.get("kind") == "user" else None)
+    """(user id, entity id): a verified token's user, the User-Id header, or the resource id of a
+    user-kind upload."""
+    user_id = (
+        token_user_id(request)
+        or request.headers.get("user-id")
+        or (form.fields.get("id") if form.fields.get("kind") == "user" else None)
+    )
     entity_id = form.fields.get("entity_id") or (
         form.fields.get("id") if form.fields.get("kind") in ("agent", "skill") else None
     )
