@@ -38,6 +38,7 @@ from codeapi.repl.zygote_process import ZygoteProcess
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.nsjail import render
 from codeapi.sandbox.policy import Bind, SandboxLimits, SandboxResult, Termination
+from codeapi.sandbox.processes import signal_pinned
 from codeapi.sandbox.runner import NsjailRunner, stop
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 
@@ -109,24 +110,22 @@ class Jail:
         init_exited, _, _ = select.select([self.init_pidfd], [], [], 0)
         return self.nsjail.returncode is None and not init_exited
 
-    def spared(self, keep_worker: bool) -> frozenset[int]:
-        return frozenset({self.init_pid, self.worker_pid} if keep_worker else {self.init_pid})
-
-    def others(self, keep_worker: bool) -> list[int]:
-        """Processes in the jail that are neither its init nor (with ``keep_worker``) the worker."""
-        spared = self.spared(keep_worker)
+    def signal_others(self, keep_worker: bool, signum: int) -> int:
+        """Signal the jail's processes but its init (and, with ``keep_worker``, the worker); returns
+        how many. Without cgroups the jail's processes are those in its pid namespace."""
+        spared = frozenset({self.init_pid, self.worker_pid} if keep_worker else {self.init_pid})
         if self.cgroup is not None:
-            return [pid for pid in cgroups.members(self.cgroup.path("pids")) if pid not in spared]
-        return [pid for pid in pid_namespace_members(self.init_pid) if pid not in spared]
+            return cgroups.signal_members(self.cgroup.path("pids"), spared, signum)
+        namespace = pid_namespace(self.init_pid)
+        if namespace is None:
+            return 0
+        in_jail = pid_namespace_members(namespace)
+        return signal_pinned(in_jail, spared, lambda pid: pid_namespace(pid) == namespace, signum)
 
     async def kill_others(self, keep_worker: bool) -> None:
-        spared = self.spared(keep_worker)
+        """Until no other process is left to kill (pids.max bounds any fork race)."""
         give_up = time.monotonic() + STRAYS_WAIT_S
-        while self.others(keep_worker):
-            if self.cgroup is not None:
-                cgroups.signal_members(self.cgroup.path("pids"), spared, signal.SIGKILL)
-            else:
-                signal_namespace_members(self.init_pid, spared, signal.SIGKILL)
+        while self.signal_others(keep_worker, signal.SIGKILL):
             if time.monotonic() > give_up:
                 logger.warning("repl.strays_survived", init_pid=self.init_pid)
                 return
@@ -140,32 +139,9 @@ def pid_namespace(pid: int) -> int | None:
         return None
 
 
-def pid_namespace_members(init_pid: int) -> list[int]:
-    """Without cgroups: host processes in the pid namespace of ``init_pid``."""
-    namespace = pid_namespace(init_pid)
-    if namespace is None:
-        return []
+def pid_namespace_members(namespace: int) -> list[int]:
+    """Host processes in the pid namespace ``namespace`` (an inode number)."""
     return [int(name) for name in os.listdir("/proc") if name.isdigit() and pid_namespace(int(name)) == namespace]
-
-
-def signal_namespace_members(init_pid: int, spared: frozenset[int], signum: int) -> None:
-    """Like cgroups.signal_members: each pid is pinned with a pidfd and signalled only if it is
-    still in the jail's pid namespace, so a pid reused on the host meanwhile is left alone."""
-    namespace = pid_namespace(init_pid)
-    for pid in pid_namespace_members(init_pid):
-        if pid in spared:
-            continue
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            continue
-        try:
-            if namespace is not None and pid_namespace(pid) == namespace:
-                signal.pidfd_send_signal(pidfd, signum)
-        except OSError:
-            pass
-        finally:
-            os.close(pidfd)
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import structlog
 
+from codeapi.sandbox.processes import signal_pinned
+
 logger = structlog.get_logger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -120,29 +122,9 @@ def kill_members(path: Path, spared: frozenset[int] = frozenset()) -> None:
 
 
 def signal_members(path: Path, spared: frozenset[int], signum: int) -> int:
-    """Send ``signum`` once to every process in the cgroup tree but ``spared``; returns how many.
-
-    A listed pid may exit and be reused by an unrelated process before it is signalled, so each
-    one is pinned with a pidfd and signalled only if that process is still in this cgroup.
-    """
-    sent = 0
+    """Send ``signum`` once to every process in the cgroup tree but ``spared``; returns how many."""
     relative = "/" + "/".join(path.relative_to(CGROUP_ROOT).parts[1:])  # without the controller
-    for pid in members(path):
-        if pid in spared:
-            continue
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:  # gone meanwhile
-            continue
-        try:
-            if in_cgroup(pid, relative):
-                signal.pidfd_send_signal(pidfd, signum)
-                sent += 1
-        except OSError:
-            pass
-        finally:
-            os.close(pidfd)
-    return sent
+    return signal_pinned(members(path), spared, lambda pid: in_cgroup(pid, relative), signum)
 
 
 def in_cgroup(pid: int, relative: str) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from codeapi.repl.sandbox import jailed_child
+from codeapi.repl.sandbox import jailed_child, pid_namespace, pid_namespace_members
 from tests.conftest import run
 from tests.repl.conftest import WarmClientFactory, pool_of
 
@@ -103,6 +103,9 @@ async def test_without_cgroups_a_calls_leftovers_are_still_killed(warm_client: W
         )
         assert body["stdout"] == "started\n"
         sandbox = pool.hot[body["session_id"]]
-        assert sandbox.cgroup is None and sandbox.jail.others(keep_worker=True) == []
+        jail = sandbox.jail
+        namespace = pid_namespace(jail.init_pid)
+        assert sandbox.cgroup is None and namespace is not None
+        assert sorted(pid_namespace_members(namespace)) == sorted([jail.init_pid, jail.worker_pid])
         after = await run(client, "py", "import os\nprint(sorted(os.listdir('/proc')))", session_id=body["session_id"])
         assert [name for name in eval(after["stdout"]) if name.isdigit()] == ["1", "2"]
