@@ -124,6 +124,17 @@ async def test_rs256_and_a_jwk_from_a_file(make_client: ClientFactory, tmp_path:
         assert await status(client, bearer(token())) == 401
 
 
+async def test_an_issuer_and_audience_of_their_own(make_client: ClientFactory) -> None:
+    settings = {
+        "CODEAPI_JWT_PUBLIC_KEY": public_pem(ED25519),
+        "CODEAPI_JWT_ISSUER": "lc-eu",
+        "CODEAPI_JWT_AUDIENCE": "sandbox-eu",
+    }
+    async with make_client(headers={}, **settings) as client:
+        assert await status(client, bearer(token(iss="lc-eu", aud="sandbox-eu"))) == 200
+        assert await status(client, bearer(token())) == 401  # LibreChat's defaults no longer match
+
+
 async def test_without_a_public_key_a_bearer_token_is_not_a_credential(make_client: ClientFactory) -> None:
     async with make_client(headers={}) as client:
         response = await client.get("/files/" + "A" * 21, headers=bearer(token()))

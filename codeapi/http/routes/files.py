@@ -79,7 +79,8 @@ async def upload(request: Request, services: Services) -> UploadResponse:
     try:
         user_id, entity_id = upload_owner(request, form)
         session = await services.sessions.create(user_id=user_id, entity_id=entity_id)
-        stored = [await store_part(services, session.session_id, part, is_read_only(form)) for part in form.files]
+        read_only = is_read_only(form)
+        stored = [await store_part(services, session.session_id, part, read_only) for part in form.files]
     finally:
         form.close()
     return UploadResponse(
@@ -97,9 +98,10 @@ async def upload_batch(request: Request, services: Services) -> BatchUploadRespo
     try:
         user_id, entity_id = upload_owner(request, form)
         session = await services.sessions.create(user_id=user_id, entity_id=entity_id)
+        read_only = is_read_only(form)
         for part in form.files:
             try:
-                record = await store_part(services, session.session_id, part, is_read_only(form))
+                record = await store_part(services, session.session_id, part, read_only)
             except InvalidRequest as error:
                 results.append(BatchFileOut(status="error", filename=part.filename, error=error.message))
             else:
