@@ -23,7 +23,7 @@ import redis
 
 from codeapi.app import create_app
 from codeapi.config import Settings
-from tests.servers import SeaweedServer, ensure_redis, start_seaweedfs
+from tests.servers import TEST_REDIS_PORT, SeaweedServer, ensure_redis, start_seaweedfs
 
 API_KEY = "test-key-0123456789abcdef"
 TEST_ROOT = Path("/tmp/codeapi-tests")
@@ -96,10 +96,10 @@ def shared_backend(seaweed: SeaweedServer, redis_db: int = API_REDIS_DB) -> dict
     ensure_redis()
     if redis_db not in FLUSHED_REDIS_DBS:
         # Metadata left by an earlier run points at a SeaweedFS that no longer exists.
-        redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
+        redis.Redis(host="127.0.0.1", port=TEST_REDIS_PORT, db=redis_db).flushdb()
         FLUSHED_REDIS_DBS.add(redis_db)
     return {
-        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "REDIS_URL": f"redis://127.0.0.1:{TEST_REDIS_PORT}/{redis_db}",
         "S3_ENDPOINT": seaweed.endpoint,
         "S3_ACCESS_KEY": "codeapi-test",
         "S3_SECRET_KEY": "codeapi-test-secret",

@@ -24,6 +24,8 @@ SEAWEED_COMPONENTS = ("s3", "master", "volume", "filer", "admin")
 # SeaweedFS serves gRPC on every HTTP port + 10000.
 GRPC_OFFSET = 10000
 START_TIMEOUT_S = 60.0
+# The shared Redis the suites use; a second checkout testing on the same machine sets its own port.
+TEST_REDIS_PORT = int(os.environ.get("CODEAPI_TEST_REDIS_PORT", "6379"))
 
 
 def _port_free(port: int) -> bool:
@@ -223,11 +225,11 @@ def start_redis(tmp_dir: Path, port: int | None = None) -> RedisServer:
     return server
 
 
-def redis_available(port: int = 6379) -> bool:
+def redis_available(port: int = TEST_REDIS_PORT) -> bool:
     return _answers_redis(port)
 
 
-def ensure_redis(port: int = 6379) -> None:
+def ensure_redis(port: int = TEST_REDIS_PORT) -> None:
     """Make sure a Redis answers on 127.0.0.1:``port``, starting a daemonised one if not.
 
     The daemon outlives the test run on purpose: CI and developers share it across runs.

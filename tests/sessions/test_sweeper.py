@@ -18,7 +18,7 @@ from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
 from tests.conftest import BACKENDS
-from tests.servers import SeaweedServer, ensure_redis
+from tests.servers import TEST_REDIS_PORT, SeaweedServer, ensure_redis
 
 TTL = timedelta(hours=1)
 
@@ -35,7 +35,7 @@ async def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     else:
         seaweed: SeaweedServer = request.getfixturevalue("api_seaweed")
         ensure_redis()
-        redis_settings = RedisSettings(_env_file=None, host="127.0.0.1", db=11)
+        redis_settings = RedisSettings(_env_file=None, host="127.0.0.1", port=TEST_REDIS_PORT, db=11)
         metadata = RedisMetadata(redis_settings, prefix=f"sweep-{uuid.uuid4().hex[:8]}")
         s3 = S3Settings(
             _env_file=None,

@@ -17,13 +17,13 @@ from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.base import MetadataStore
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
-from tests.servers import SeaweedServer, ensure_redis, start_seaweedfs
+from tests.servers import TEST_REDIS_PORT, SeaweedServer, ensure_redis, start_seaweedfs
 
 REDIS_TEST_DB = 5
 TEST_BUCKET = "test-bucket"
 
 
-def redis_test_settings(port: int = 6379, timeout_s: float = 5.0) -> RedisSettings:
+def redis_test_settings(port: int = TEST_REDIS_PORT, timeout_s: float = 5.0) -> RedisSettings:
     return RedisSettings(
         _env_file=None,
         host="127.0.0.1",
@@ -54,7 +54,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]
 
 @pytest.fixture(scope="session")
 def shared_redis() -> RedisSettings:
-    ensure_redis(6379)
+    ensure_redis()
     return redis_test_settings()
 
 
