@@ -66,6 +66,12 @@ class StagedInput:
     fingerprint: Fingerprint
 
 
+def may_continue(session: SessionRecord, user_id: str | None) -> bool:
+    """A session id is a secret the caller holds, but it does not hand one user's session to another:
+    an owned session is continued only by its owner, or by a caller that names no user at all."""
+    return session.user_id is None or user_id is None or session.user_id == user_id
+
+
 # What one run left: the sandbox's result, the files stored from it, and notes for stderr.
 Ran = tuple[SandboxResult, list[OutputFile], list[str]]
 
@@ -145,12 +151,15 @@ class ExecutionService:
         return ran.result, files, notes
 
     async def choose_session(self, request: ExecRequest) -> SessionRecord:
-        """Continue an explicit session, then the entity's latest, then a same-user file's; else a new one."""
+        """Continue an explicit session, then the user's latest of the entity, then a same-user file's;
+        else a new one. A session another user owns is never continued (docs/security.md, "Users")."""
         candidates: list[SessionRecord | None] = []
         if request.session_id:
-            candidates.append(await self.sessions.get(request.session_id))
+            explicit = await self.sessions.get(request.session_id)
+            if explicit is not None and may_continue(explicit, request.user_id):
+                candidates.append(explicit)
         if request.entity_id:
-            candidates.append(await self.sessions.latest_for_entity(request.entity_id))
+            candidates.append(await self.sessions.latest_for_entity(request.entity_id, request.user_id))
         if request.user_id:
             for ref in request.files:
                 owner = await self.sessions.get(ref.session_id)

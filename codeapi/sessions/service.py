@@ -67,8 +67,8 @@ class SessionService:
         await self.metadata.put_session(renewed)
         return renewed
 
-    async def latest_for_entity(self, entity_id: str) -> SessionRecord | None:
-        return await self.metadata.latest_session_for_entity(entity_id)
+    async def latest_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
+        return await self.metadata.latest_session_for_entity(entity_id, user_id)
 
     async def room_left(self, session_id: str) -> int:
         """How many more files the session may hold (MAX_FILES_PER_SESSION)."""

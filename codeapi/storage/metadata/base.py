@@ -45,7 +45,9 @@ class SessionRecords(Protocol):
 
     async def expired_sessions(self, now: datetime, limit: int) -> list[str]: ...
 
-    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None: ...
+    async def latest_session_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
+        """The newest unexpired session of the entity owned by ``user_id`` (None: sessions without a user)."""
+        ...
 
 
 class FileRecords(Protocol):

@@ -215,12 +215,12 @@ class SqliteMetadata:
                 rows = await cursor.fetchall()
         return [row["session_id"] for row in rows]
 
-    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None:
+    async def latest_session_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
         with _boundary("latest_session_for_entity"):
             async with self.db.execute(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE entity_id = ? AND expires_at > ?"
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE entity_id = ? AND user_id IS ? AND expires_at > ?"
                 " ORDER BY created_at DESC, session_id DESC LIMIT 1",
-                (entity_id, _now()),
+                (entity_id, user_id, _now()),
             ) as cursor:
                 row = await cursor.fetchone()
         return from_row(SessionRecord, row) if row is not None else None
