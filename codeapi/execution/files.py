@@ -11,13 +11,15 @@ import asyncio
 import errno
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from codeapi.errors import RequestTooLarge
 from codeapi.sessions.names import is_hidden
 
+T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
@@ -44,6 +46,20 @@ class FoundFile:
 class Rejected:
     path: str
     reason: str
+
+
+def one_tree(preferred: Iterable[tuple[str, T]]) -> dict[str, T]:
+    """The first item of every path that fits beside the ones before it: a path is left out when it
+    is taken, when one of its parents is a file, or when it is a directory of a path already kept."""
+    kept: dict[str, T] = {}
+    directories: set[str] = set()
+    for path, item in preferred:
+        parents = [str(parent) for parent in PurePosixPath(path).parents][:-1]
+        if path in kept or path in directories or any(parent in kept for parent in parents):
+            continue
+        kept[path] = item
+        directories.update(parents)
+    return kept
 
 
 def fingerprint(st: os.stat_result) -> Fingerprint:
@@ -172,14 +188,27 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+class OutputChanged(Exception):
+    """A collected file was changed, replaced or removed while it was being stored: a program of the
+    session (a thread left running in a kept sandbox) is still at work on it."""
+
+
 async def read_output(data_dir: Path, relative: str, expected: Fingerprint) -> AsyncIterator[bytes]:
-    """Stream a collected file, re-opened without following links and checked against its walk."""
-    fd = await asyncio.to_thread(open_beneath, data_dir, relative)
+    """Stream a collected file, re-opened without following links and checked against its walk
+    before and after: what is stored is what the walk saw, or nothing (OutputChanged)."""
+    try:
+        fd = await asyncio.to_thread(open_beneath, data_dir, relative)
+    except OSError as exc:
+        raise OutputChanged(relative) from exc
     try:
         if fingerprint(os.fstat(fd)) != expected:
-            raise OSError(f"{relative} changed after it was collected")
+            raise OutputChanged(relative)
+        size_bytes = 0
         while chunk := await asyncio.to_thread(os.read, fd, READ_CHUNK):
+            size_bytes += len(chunk)
             yield chunk
+        if size_bytes != expected.size_bytes or fingerprint(os.fstat(fd)) != expected:
+            raise OutputChanged(relative)
     finally:
         os.close(fd)
 

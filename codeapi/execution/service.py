@@ -8,7 +8,15 @@ from dataclasses import dataclass
 import structlog
 
 from codeapi.errors import FileNotFound, SandboxFailure
-from codeapi.execution.files import Fingerprint, Rejected, read_output, walk_outputs, write_input
+from codeapi.execution.files import (
+    Fingerprint,
+    OutputChanged,
+    Rejected,
+    one_tree,
+    read_output,
+    walk_outputs,
+    write_input,
+)
 from codeapi.execution.outcome import (
     ExecOutcome,
     OutputFile,
@@ -172,17 +180,21 @@ class ExecutionService:
         return await self.sessions.create(user_id=request.user_id, entity_id=request.entity_id)
 
     async def choose_inputs(self, session: SessionRecord, refs: tuple[FileRef, ...]) -> dict[str, FileRecord]:
-        """The session's own files, then the referenced ones (a reference wins on a name clash)."""
-        chosen: dict[str, FileRecord] = {}
-        for record in await self.sessions.list_files(session.session_id):
-            chosen[record.name] = record
-        for ref in refs:
+        """The referenced files (the last reference of a name wins), then the session's own, newest first.
+
+        A session keeps every version of its files, and a program may have replaced a file by a
+        directory of the same name or the reverse: of names that cannot coexist in one tree, the
+        one chosen first is staged."""
+        preferred: list[tuple[str, FileRecord]] = []
+        for ref in reversed(refs):
             referenced = await self.sessions.find_file(ref.session_id, ref.file_id)
             if referenced is None:
                 logger.debug("exec.input_missing", file_id=ref.file_id, storage_session_id=ref.session_id)
                 continue
-            chosen[sanitize_name(ref.name or referenced.name, self.limits.max_filename_length)] = referenced
-        return chosen
+            preferred.append((sanitize_name(ref.name or referenced.name, self.limits.max_filename_length), referenced))
+        own = await self.sessions.list_files(session.session_id)
+        preferred += [(record.name, record) for record in reversed(own)]
+        return one_tree(preferred)
 
     async def write_inputs(self, chosen: dict[str, FileRecord], dirs: JobDirs) -> dict[str, StagedInput]:
         staged: dict[str, StagedInput] = {}
@@ -274,9 +286,13 @@ class ExecutionService:
             if len(item.path.encode()) > self.limits.max_filename_length:
                 rejected.append(Rejected(item.path, "file name too long"))
                 continue
-            record = await self.sessions.add_file(
-                session_id, item.path, read_output(dirs.data, item.path, item.fingerprint), origin="execution"
-            )
+            try:
+                record = await self.sessions.add_file(
+                    session_id, item.path, read_output(dirs.data, item.path, item.fingerprint), origin="execution"
+                )
+            except OutputChanged:
+                rejected.append(Rejected(item.path, "it changed while it was being saved"))
+                continue
             origin = staged.get(item.path)
             modified_from = StoredRef(origin.record.file_id, origin.record.session_id) if origin else None
             outputs.append(OutputFile(record.file_id, record.name, session_id, modified_from))
