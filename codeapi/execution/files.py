@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import AsyncIterator, Iterable
@@ -31,9 +32,16 @@ QUOTA_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """What tells a file apart from its earlier self without reading it. ctime is in it because no
+    program can set it back: rewriting at the same size and restoring mtime still changes ctime."""
+
     size_bytes: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
+    # SHA-256 of the bytes, for inputs a run must not change (read-only uploads): kept sandboxes
+    # re-check them by content before serving them again. Not part of equality (walks don't hash).
+    sha256: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,24 +70,29 @@ def one_tree(preferred: Iterable[tuple[str, T]]) -> dict[str, T]:
     return kept
 
 
-def fingerprint(st: os.stat_result) -> Fingerprint:
-    return Fingerprint(st.st_size, st.st_mtime_ns, st.st_ino)
+def fingerprint(st: os.stat_result, sha256: str | None = None) -> Fingerprint:
+    return Fingerprint(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha256)
 
 
-async def write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int) -> Fingerprint:
-    """Place one input at data_dir/name (the job has not started, so the tree is still ours).
+async def write_input(
+    data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int, hashed: bool = False
+) -> Fingerprint:
+    """Place one input at data_dir/name (the job has not started, so the tree is still ours);
+    ``hashed``: the fingerprint carries the content's SHA-256.
 
     Raises RequestTooLarge when the inputs outgrow the job's disk quota.
     """
     try:
-        return await _write_input(data_dir, name, chunks, uid)
+        return await _write_input(data_dir, name, chunks, uid, hashlib.sha256() if hashed else None)
     except OSError as exc:
         if exc.errno in QUOTA_ERRNOS:
             raise RequestTooLarge(f"The input files do not fit in the execution's disk quota ({name})") from exc
         raise
 
 
-async def _write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int) -> Fingerprint:
+async def _write_input(
+    data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int, digest: hashlib._Hash | None
+) -> Fingerprint:
     target = data_dir / name
     for parent in reversed(target.relative_to(data_dir).parents):
         directory = data_dir / parent
@@ -92,8 +105,10 @@ async def _write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], 
     try:
         async for chunk in chunks:
             await asyncio.to_thread(_write_all, fd, chunk)
+            if digest is not None:
+                digest.update(chunk)
         os.fchown(fd, uid, uid)
-        return fingerprint(os.fstat(fd))
+        return fingerprint(os.fstat(fd), digest.hexdigest() if digest is not None else None)
     finally:
         os.close(fd)
 
@@ -209,6 +224,23 @@ async def read_output(data_dir: Path, relative: str, expected: Fingerprint) -> A
             yield chunk
         if size_bytes != expected.size_bytes or fingerprint(os.fstat(fd)) != expected:
             raise OutputChanged(relative)
+    finally:
+        os.close(fd)
+
+
+def content_sha256(data_dir: Path, relative: str) -> str | None:
+    """The SHA-256 of a file under data_dir (links not followed); None when it cannot be read."""
+    try:
+        fd = open_beneath(data_dir, relative)
+    except OSError:
+        return None
+    try:
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, READ_CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
     finally:
         os.close(fd)
 

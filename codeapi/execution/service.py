@@ -200,7 +200,9 @@ class ExecutionService:
         staged: dict[str, StagedInput] = {}
         for name, record in chosen.items():
             try:
-                fingerprint = await write_input(dirs.data, name, self.sessions.read(record), dirs.uid)
+                fingerprint = await write_input(
+                    dirs.data, name, self.sessions.read(record), dirs.uid, hashed=record.read_only
+                )
             except FileNotFound:
                 # Metadata outlived its bytes (e.g. a store restored from an older backup):
                 # the run goes ahead without that input, like any missing reference.
@@ -262,7 +264,10 @@ class ExecutionService:
         if stored is not None:
             changed_paths = {item.path for item in changed}
             unchanged = (item for item in found if item.path in staged and item.path not in changed_paths)
-            stored.update({item.path: (staged[item.path].record.file_id, item.fingerprint) for item in unchanged})
+            # the staged fingerprint: equal to the walk's, and it carries a read-only input's hash
+            stored.update(
+                {item.path: (staged[item.path].record.file_id, staged[item.path].fingerprint) for item in unchanged}
+            )
         # Changes to read-only inputs (skill files) are dropped and the input is echoed as inherited;
         # they are not in ``stored`` either, so a kept sandbox holding the changed copy is not reused.
         dropped = {
