@@ -23,6 +23,7 @@ from codeapi.execution.service import ExecLimits, ExecutionService
 from codeapi.execution.warm import WarmPython
 from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
+from codeapi.http.descriptors import raise_descriptor_limit
 from codeapi.http.middleware import RequestLoggingMiddleware
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
@@ -223,6 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox, security = settings.sandbox, settings.security
+        raise_descriptor_limit(UID_POOL_SIZE)
         workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
         isolated = security.enable_network_isolation or security.enable_filesystem_isolation
         warn_disabled_isolation(settings, prepare_host(sandbox, workspaces, require_cgroups=isolated))
