@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codeapi.errors import CodeapiError, InvalidRequest, RequestTooLarge
 from codeapi.execution.outcome import ExecOutcome
+from codeapi.execution.program import MAX_ARGS_BYTES
 from codeapi.execution.service import ExecRequest, FileRef
 from codeapi.http.deps import Services, token_user_id
 from codeapi.http.errors import error_body
@@ -21,9 +22,11 @@ router = APIRouter()
 
 KEEPALIVE_S = 3.0
 # Caps checked before anything is parsed or staged: the body while it streams in (FastAPI answers
-# 413 once it is over), then the program text. Real programs are far below both.
-MAX_EXEC_BODY_BYTES = 2 * 1024 * 1024
+# 413 once it is over), then the program text (and the args, check_program_text). The body cap
+# leaves room for code at its cap written with JSON's longest escapes (\uXXXX: 6 bytes for one),
+# so a program under the code cap is never refused for how its client encoded it.
 MAX_CODE_BYTES = 1024 * 1024
+MAX_EXEC_BODY_BYTES = 6 * MAX_CODE_BYTES + 6 * MAX_ARGS_BYTES + 64 * 1024
 
 
 def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
