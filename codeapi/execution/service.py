@@ -152,7 +152,9 @@ class ExecutionService:
     async def run_cold(self, session: SessionRecord, request: ExecRequest, program: Program, job_id: str) -> Ran:
         """A one-shot run in a fresh job directory (every language; Python when no REPL is at hand)."""
         async with self.workspaces.job(job_id) as dirs:
-            staged = await self.write_inputs(await self.choose_inputs(session, request.files), dirs)
+            chosen = await self.choose_inputs(session, request.files)
+            await self.sessions.keep_in_use(session, chosen.values())
+            staged = await self.write_inputs(chosen, dirs)
             ran = await self.programs.run(program, dirs, job_id)
             notes: list[str] = []
             files = await self.collect_outputs(session.session_id, dirs, staged, notes)
@@ -223,6 +225,7 @@ class ExecutionService:
         if sandbox is None:
             return None
         chosen = await self.choose_inputs(session, request.files)
+        await self.sessions.keep_in_use(session, chosen.values())
         kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
         if kept is None and sandbox.used:
             warm.pool.discard(sandbox)
