@@ -99,8 +99,6 @@ async def _write_input(
         if str(parent) != "." and not directory.is_dir():
             directory.mkdir(mode=0o755)
             os.chown(directory, uid, uid)
-    if target.exists():
-        target.unlink()  # an explicit reference replaces an auto-mounted file of the same name
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         async for chunk in chunks:
