@@ -47,7 +47,7 @@ async def test_an_upload_of_thousands_of_tiny_parts_is_refused_without_exhaustin
 
 async def test_an_upload_of_many_small_files_holds_one_spool_descriptor(client: httpx.AsyncClient) -> None:
     headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
-    with descriptor_limit(headroom=100):
+    with descriptor_limit(headroom=200):
         response = await client.post("/upload/batch", content=many_parts(300), headers=headers)
 
     assert response.status_code == 200
