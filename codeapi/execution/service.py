@@ -10,6 +10,7 @@ import structlog
 from codeapi.errors import FileNotFound, SandboxFailure
 from codeapi.execution.files import (
     Fingerprint,
+    FoundFile,
     OutputChanged,
     Rejected,
     one_tree,
@@ -289,6 +290,23 @@ class ExecutionService:
             )
             rejected += [Rejected(item.path, reason) for item in changed[allowed:]]
             changed = changed[:allowed]
+        outputs = await self.store_outputs(session_id, dirs, changed, staged, rejected, stored)
+        notes += [f"Output file not saved: {item.path} ({item.reason})" for item in rejected]
+        inherited = [
+            OutputFile(record.file_id, path, record.session_id, inherited=True) for path, record in dropped.items()
+        ]
+        return outputs + inherited
+
+    async def store_outputs(
+        self,
+        session_id: str,
+        dirs: JobDirs,
+        changed: list[FoundFile],
+        staged: dict[str, StagedInput],
+        rejected: list[Rejected],
+        stored: dict[str, tuple[str, object]] | None,
+    ) -> list[OutputFile]:
+        """Store each changed file as a new file of the session; what cannot be stored goes to ``rejected``."""
         outputs: list[OutputFile] = []
         for item in changed:
             if len(item.path.encode()) > self.limits.max_filename_length:
@@ -306,8 +324,4 @@ class ExecutionService:
             outputs.append(OutputFile(record.file_id, record.name, session_id, modified_from))
             if stored is not None:
                 stored[item.path] = (record.file_id, item.fingerprint)
-        notes += [f"Output file not saved: {item.path} ({item.reason})" for item in rejected]
-        inherited = [
-            OutputFile(record.file_id, path, record.session_id, inherited=True) for path, record in dropped.items()
-        ]
-        return outputs + inherited
+        return outputs
