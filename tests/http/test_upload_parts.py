@@ -63,3 +63,13 @@ async def test_the_open_file_limit_is_raised_to_the_hard_limit_at_start(make_cli
             assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_an_upload_of_thousands_of_plain_fields_is_refused_while_parsing(client: httpx.AsyncClient) -> None:
+    field = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="kind"\r\n\r\nuser\r\n'
+    body = (field * 5000 + f"--{BOUNDARY}--\r\n").encode()
+    response = await client.post(
+        "/upload", content=body, headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("At most 64 form fields")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import run
+from tests.repl.conftest import wait_until_warm
 
 WRITE_SECRET = "echo alice-only > secret.txt"
 LOOK_FOR_SECRET = "ls; cat secret.txt 2>/dev/null || echo nothing"
@@ -39,3 +40,15 @@ async def test_a_caller_that_names_no_user_continues_a_session_by_its_id(client:
 
     assert reader["session_id"] == alice["session_id"]
     assert reader["stdout"] == "alice-only\n"
+
+
+async def test_another_users_entity_id_does_not_reach_the_first_users_variables(client: httpx.AsyncClient) -> None:
+    await wait_until_warm(client)
+    alice = await run(client, "py", "secret = 'alice-only'", entity_id="asst_shared_vars", user_id="alice")
+
+    mallory = await run(client, "py", "print(secret)", entity_id="asst_shared_vars", user_id="mallory")
+    again = await run(client, "py", "print(secret)", entity_id="asst_shared_vars", user_id="alice")
+
+    assert "NameError" in mallory["stderr"]
+    assert mallory["session_id"] != alice["session_id"]
+    assert again["stdout"] == "alice-only\n"
