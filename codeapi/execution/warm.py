@@ -51,8 +51,9 @@ def unchanged_inputs(
     found, rejected = walk_outputs(Path(sandbox.dirs.data), max_file_bytes)
     if rejected or {item.path: item.fingerprint for item in found} != kept:
         return None
-    # A thread left running can change a file through a shared mapping without touching its times:
-    # inputs the session must not change are checked by content.
+    # Times cannot prove a file unchanged: a write in the same clock tick as the staging (coarse
+    # timestamps) or through an already-mapped page leaves them as they were. Inputs the session
+    # must not change are checked by content.
     for name, staged in kept.items():
         if staged.sha256 is not None and content_sha256(Path(sandbox.dirs.data), name) != staged.sha256:
             return None
