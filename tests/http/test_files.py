@@ -245,3 +245,29 @@ async def test_a_read_only_file_rewritten_in_place_is_served_as_uploaded_next_ti
     )
 
     assert second["stdout"] == "# demo\n\n"
+
+
+async def test_an_untouched_read_only_file_lets_the_kept_sandbox_serve_the_next_call(client: httpx.AsyncClient) -> None:
+    """Its content still matches what was staged, so the session's live interpreter is reused:
+    a lock (which no saved state can carry) is still there."""
+    await wait_until_warm(client)
+    files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
+    skill = (
+        await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
+    ).json()
+    ref = {
+        "id": skill["files"][0]["fileId"],
+        "storage_session_id": skill["storage_session_id"],
+        "name": "skills/demo/SKILL.md",
+    }
+    first = await run(client, "py", "import threading\nlive = threading.Lock()", files=[ref])
+
+    second = await run(
+        client,
+        "py",
+        "print(type(live).__name__, open('skills/demo/SKILL.md').read())",
+        session_id=first["session_id"],
+        files=[ref],
+    )
+
+    assert second["stdout"] == "lock # demo\n\n"
