@@ -8,6 +8,7 @@ after too many. With AUTH_ENABLED=false all of it is skipped, as the guide says.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -66,28 +67,31 @@ class AuthGate:
     async def admit(self, headers: Mapping[str, str], client_ip: str) -> Caller:
         if not self.enabled:
             return ANONYMOUS
-        await self.limiter.refuse_locked_out(client_ip)
-        try:
-            caller = await self.identify(headers)
-        except AuthError as error:
+        # The lockout and the key lookup are independent round trips: run them together.
+        lockout, identified = await asyncio.gather(self.limiter.lockout(client_ip), self.identify(headers))
+        if lockout is not None:
+            raise lockout
+        if isinstance(identified, AuthError):
             await self.limiter.count_failure(client_ip)
-            security_event("security.auth_failed", client_ip=client_ip, reason=error.message, **presented(headers))
+            security_event("security.auth_failed", client_ip=client_ip, reason=identified.message, **presented(headers))
+            raise identified
+        caller = identified
+        used_at = datetime.now(UTC)
+        try:
+            rate, _ = await asyncio.gather(
+                self.limiter.hit(caller.usage_id, caller.limits) if caller.limits else no_rate(),
+                self.managed.touch_key(caller.usage_id, used_at) if caller.managed else no_rate(),
+            )
+        except RateLimited:
+            security_event("security.rate_limited", client_ip=client_ip, caller=caller.label)
             raise
-        if caller.limits is not None:
-            try:
-                caller = replace(caller, rate=await self.limiter.hit(caller.usage_id, caller.limits))
-            except RateLimited:
-                security_event("security.rate_limited", client_ip=client_ip, caller=caller.label)
-                raise
-        if caller.managed:
-            await self.managed.touch_key(caller.usage_id, datetime.now(UTC))
-        return caller
+        return replace(caller, rate=rate)
 
     async def admit_admin(self, headers: Mapping[str, str], client_ip: str) -> None:
         if self.master is None:
             raise NotFound("Not Found")
-        if self.enabled:
-            await self.limiter.refuse_locked_out(client_ip)
+        if self.enabled and (lockout := await self.limiter.lockout(client_ip)) is not None:
+            raise lockout
         key = extract_key(headers)
         if key is not None and self.master.matches(key):
             return
@@ -96,21 +100,25 @@ class AuthGate:
         security_event("security.admin_auth_failed", client_ip=client_ip, **presented(headers))
         raise AuthError("Master API key is required" if key is None else "Invalid master API key")
 
-    async def identify(self, headers: Mapping[str, str]) -> Caller:
+    async def identify(self, headers: Mapping[str, str]) -> Caller | AuthError:
+        """The caller the credentials name, or why they name none (a failure to count, not yet raised)."""
         token = extract_bearer(headers)
-        if self.tokens is not None and token is not None and not headers.get("x-api-key", "").strip():
-            user_id = self.tokens.verify(token)
-            return Caller(f"user:{user_id}", user_id=user_id, limits=JWT_USER_LIMITS)
+        try:
+            if self.tokens is not None and token is not None and not headers.get("x-api-key", "").strip():
+                user_id = self.tokens.verify(token)
+                return Caller(f"user:{user_id}", user_id=user_id, limits=JWT_USER_LIMITS)
+        except AuthError as error:
+            return error
         key = extract_key(headers)
-        if key is not None and self.environment.matches(key):
-            return Caller(f"env:{fingerprint(key)}", key_prefix=fingerprint(key))
         if key is None:
-            raise AuthError("API key is required")
+            return AuthError("API key is required")
+        if self.environment.matches(key):
+            return Caller(f"env:{fingerprint(key)}", key_prefix=fingerprint(key))
         record = await self.managed.get_key(hash_key(key))
         if record is None:
-            raise AuthError("Invalid API key")
+            return AuthError("Invalid API key")
         if not record.enabled:
-            raise AuthError("API key is disabled")
+            return AuthError("API key is disabled")
         return Caller(record.key_hash, key_prefix=record.key_prefix, limits=record.rate_limits, managed=True)
 
 
@@ -120,3 +128,7 @@ def presented(headers: Mapping[str, str]) -> dict[str, str]:
     if key is not None:
         return {"key_fingerprint": fingerprint(key)}
     return {"credential": "bearer"} if extract_bearer(headers) else {}
+
+
+async def no_rate() -> None:
+    return None

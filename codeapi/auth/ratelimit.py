@@ -5,8 +5,11 @@ else in this process's memory (the embedded backend is single-replica).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -92,37 +95,47 @@ class RateLimiter:
             await self._pool.disconnect()
 
     async def hit(self, identity: str, limits: RateLimits) -> RateState | None:
-        """Count one request of ``identity``; RateLimited when any window is used up."""
+        """Count one request of ``identity`` in every window at once; RateLimited when any is used up.
+
+        Works on the limiter's storage directly (what FixedWindowRateLimiter.hit does) because the
+        counts it returns give the remaining quota without another round trip per window.
+        """
         items = windows(limits)
-        try:
-            for item in items:
-                if not await self.limiter.hit(item, identity):
-                    used_up = await self.limiter.get_window_stats(item, identity)
-                    raise self.refusal(item, used_up.reset_time)
-            if not items:
-                return None
-            stats = await self.limiter.get_window_stats(items[0], identity)
-        except StorageError as error:
-            raise BackendUnavailable(f"rate limit store unavailable: {error.storage_error}") from error
-        return RateState(items[0].amount, stats.remaining, stats.reset_time)
+        if not items:
+            return None
+        keys = [item.key_for(identity) for item in items]
+        with storage_boundary():
+            counts = await asyncio.gather(
+                *(self.storage.incr(key, item.get_expiry()) for key, item in zip(keys, items, strict=True))
+            )
+            over = next((index for index, count in enumerate(counts) if count > items[index].amount), None)
+            shown = over if over is not None else 0
+            reset_at = await self.storage.get_expiry(keys[shown])
+        if over is not None:
+            raise self.refusal(items[over], reset_at)
+        return RateState(items[0].amount, max(0, items[0].amount - counts[0]), reset_at)
 
     @staticmethod
     def refusal(item: RateLimitItem, reset_at: float) -> RateLimited:
         state = RateState(item.amount, 0, reset_at)
         return RateLimited(max(1, math.ceil(reset_at - time.time())), state.headers())
 
-    async def refuse_locked_out(self, client_ip: str) -> None:
-        """RateLimited while ``client_ip`` has used up its authentication failures."""
-        try:
-            if await self.limiter.test(AUTH_FAILURES, "auth-failures", client_ip):
-                return
-            stats = await self.limiter.get_window_stats(AUTH_FAILURES, "auth-failures", client_ip)
-        except StorageError as error:
-            raise BackendUnavailable(f"rate limit store unavailable: {error.storage_error}") from error
-        raise self.refusal(AUTH_FAILURES, stats.reset_time)
+    async def lockout(self, client_ip: str) -> RateLimited | None:
+        """The refusal for ``client_ip`` while it has used up its authentication failures."""
+        key = AUTH_FAILURES.key_for("auth-failures", client_ip)
+        with storage_boundary():
+            if await self.storage.get(key) < AUTH_FAILURES.amount:
+                return None
+            return self.refusal(AUTH_FAILURES, await self.storage.get_expiry(key))
 
     async def count_failure(self, client_ip: str) -> None:
-        try:
+        with storage_boundary():
             await self.limiter.hit(AUTH_FAILURES, "auth-failures", client_ip)
-        except StorageError as error:
-            raise BackendUnavailable(f"rate limit store unavailable: {error.storage_error}") from error
+
+
+@contextmanager
+def storage_boundary() -> Iterator[None]:
+    try:
+        yield
+    except StorageError as error:
+        raise BackendUnavailable(f"rate limit store unavailable: {error.storage_error}") from error

@@ -23,6 +23,13 @@ from codeapi.storage.metadata.keyrows import hour_of, key_from_json, key_to_json
 from codeapi.storage.metadata.redis_errors import redis_boundary
 
 USAGE_RETENTION = timedelta(days=90)
+# One round trip; a key revoked meanwhile is not brought back as a record-less hash.
+TOUCH_IF_PRESENT = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 1 then
+    redis.call('HINCRBY', KEYS[1], 'usage_count', 1)
+    redis.call('HSET', KEYS[1], 'last_used_at', ARGV[1])
+end
+"""
 
 
 class RedisStore(Protocol):
@@ -64,13 +71,8 @@ class RedisKeyRecords:
 
     async def touch_key(self: RedisStore, key_hash: str, used_at: datetime) -> None:
         with redis_boundary("touch_key"):
-            name = f"{self.prefix}:apikey:{key_hash}"
-            if not await self._redis.hexists(name, "record"):
-                return  # revoked meanwhile: counting it would bring back a record-less hash
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(name, "usage_count", 1)
-                pipe.hset(name, "last_used_at", to_micros(used_at))
-                await pipe.execute()
+            touch = self._redis.register_script(TOUCH_IF_PRESENT)
+            await touch(keys=[f"{self.prefix}:apikey:{key_hash}"], args=[to_micros(used_at)])
 
     async def add_usage(self: RedisStore, sample: UsageSample) -> None:
         with redis_boundary("add_usage"):
