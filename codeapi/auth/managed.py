@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,3 +65,11 @@ def refuse_short_keys(auth: AuthSettings, debug: bool) -> None:
         if len(key) >= MIN_KEY_LENGTH or (debug and variable == "API_KEY" and key == PUBLISHED_DEFAULT_KEY):
             continue
         raise ConfigError(f"{variable}: keys must be at least {MIN_KEY_LENGTH} characters (got {len(key)})")
+
+
+def record_json(record: ApiKeyRecord) -> dict[str, Any]:
+    """A key record as the admin API and ``codeapi keys list --json`` show it (there is no secret in it)."""
+    body = asdict(record)
+    body["created_at"] = record.created_at.isoformat()
+    body["last_used_at"] = record.last_used_at.isoformat() if record.last_used_at else None
+    return body

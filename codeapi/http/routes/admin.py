@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from codeapi.auth.managed import new_key, new_record
+from codeapi.auth.managed import new_key, new_record, record_json
 from codeapi.errors import InvalidRequest, NotFound
 from codeapi.http.deps import Services, client_ip, require_api_key, require_master_key
 from codeapi.http.routes.health import health_detailed
@@ -54,13 +54,6 @@ class KeyUpdate(BaseModel):
     rate_limits: RateLimitsIn | None = None
 
 
-def key_json(record: ApiKeyRecord) -> dict[str, Any]:
-    body = asdict(record)
-    body["created_at"] = record.created_at.isoformat()
-    body["last_used_at"] = record.last_used_at.isoformat() if record.last_used_at else None
-    return body
-
-
 async def managed_key(services: Services, key_hash: str) -> ApiKeyRecord:
     if any(record.key_hash == key_hash for record in services.environment_keys):
         raise InvalidRequest("Keys from API_KEY / API_KEYS are read-only: change them in the environment", "key_hash")
@@ -77,13 +70,13 @@ async def create_key(body: KeyCreate, request: Request, services: Services) -> d
     record = new_record(key, body.name, limits, body.metadata)
     await services.sessions.metadata.put_key(record)
     admin_event("admin.key_created", key_prefix=record.key_prefix, name=record.name, client_ip=client_ip(request))
-    return {"api_key": key, "record": key_json(record)}
+    return {"api_key": key, "record": record_json(record)}
 
 
 @router.get("/keys")
 async def list_keys(services: Services) -> list[dict[str, Any]]:
     managed = await services.sessions.metadata.list_keys()
-    return [key_json(record) for record in (*services.environment_keys, *managed)]
+    return [record_json(record) for record in (*services.environment_keys, *managed)]
 
 
 @router.patch("/keys/{key_hash}")
@@ -101,7 +94,7 @@ async def update_key(key_hash: str, body: KeyUpdate, request: Request, services:
     admin_event(
         "admin.key_updated", key_prefix=record.key_prefix, changed=sorted(changes), client_ip=client_ip(request)
     )
-    return key_json(updated)
+    return record_json(updated)
 
 
 @router.delete("/keys/{key_hash}")
