@@ -28,6 +28,7 @@ from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
 from codeapi.http.middleware import RequestLoggingMiddleware
 from codeapi.http.routes import admin as admin_routes
+from codeapi.http.routes import dashboard as dashboard_routes
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
@@ -308,6 +309,8 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.state.debug = settings.api.debug
     app.include_router(admin_routes.router)
+    if settings.auth.master_api_key:
+        app.include_router(dashboard_routes.router)
     if settings.api.debug:
         app.include_router(admin_routes.debug_router(redacted_config(settings)))
     protected = APIRouter(dependencies=[Depends(require_api_key)])
