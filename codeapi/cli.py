@@ -87,6 +87,12 @@ def keys_command(args: argparse.Namespace) -> int:
     return asyncio.run(run(settings, args))
 
 
+def doctor_command(_: argparse.Namespace) -> int:
+    from codeapi.doctor import run
+
+    return run(load_settings())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codeapi", description="Self-hosted Code Interpreter API")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -108,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     keys_parser = commands.add_parser("keys", help="create, list, disable, enable or revoke managed API keys")
     add_arguments(keys_parser)
     keys_parser.set_defaults(handler=keys_command)
+    commands.add_parser("doctor", help="check the host and backends; exit status 0 when it can serve").set_defaults(
+        handler=doctor_command
+    )
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
