@@ -34,6 +34,7 @@ from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
 from codeapi.languages import get_language
 from codeapi.observability.debug import redacted_config, warn_debug_mode
+from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
 from codeapi.observability.usage import UsageLedger
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
@@ -162,6 +163,9 @@ def start_warm_python(warm: WarmPython | None, settings: Settings, metadata: Met
     if warm is None:
         return []
     warm.pool.start()
+    pool = warm.pool
+    WARM_SANDBOXES.set_function(lambda: len(pool.warm))  # read at scrape time, never stale
+    KEPT_SANDBOXES.set_function(lambda: len(pool.hot))
     if warm.states is None:
         return []
     interval_s = settings.state.archive_check_interval_seconds

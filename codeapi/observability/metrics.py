@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EXECUTIONS = Counter(
     "codeapi_executions_total", "Executions by language and how they ended", ["language", "termination"]
@@ -24,3 +24,12 @@ CALLER_WALL_SECONDS = Counter(
     "codeapi_caller_wall_seconds_total", "Wall seconds of executions by caller and language", ["caller", "language"]
 )
 CALLER_BYTES = Counter("codeapi_caller_bytes_total", "Code in and output out, by caller", ["caller", "direction"])
+# The sandboxes themselves: every nsjail started, the warm Python set, and saved interpreter state.
+SANDBOX_STARTS = Counter("codeapi_sandbox_starts_total", "Sandboxes (nsjail processes) started")
+WARM_SANDBOXES = Gauge("codeapi_warm_sandboxes", "Python sandboxes warmed and waiting for a session")
+KEPT_SANDBOXES = Gauge("codeapi_kept_sandboxes", "Python sandboxes kept for their session's next call")
+STATE_BYTES = Histogram(
+    "codeapi_state_bytes",
+    "Size of saved Python session state (compressed)",
+    buckets=(1e3, 1e4, 1e5, 1e6, 1e7, 1e8),
+)

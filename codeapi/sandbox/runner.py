@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from codeapi.errors import SandboxFailure
+from codeapi.observability.metrics import SANDBOX_STARTS
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.nsjail import render
 from codeapi.sandbox.policy import Isolation, SandboxJob, SandboxResult, Termination
@@ -97,6 +98,7 @@ class NsjailRunner:
             pass_fds=job.pass_fds,
         )
         self.live_processes.add(process)
+        SANDBOX_STARTS.inc()
         try:
             return await self.supervise(job, cgroup, process, started)
         finally:

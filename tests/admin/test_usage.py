@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.admin.conftest import USER, Service, create_key
+from tests.admin.conftest import USER, Service, create_key, running_service
 
 
 async def run(client: httpx.AsyncClient, code: str, **extra: Any) -> dict[str, Any]:
@@ -73,3 +76,30 @@ async def test_the_metric_windows_are_validated(admin: httpx.AsyncClient) -> Non
     for hours in ("0", "-1", "many", str(24 * 91)):
         response = await admin.get("/api/v1/admin/metrics/summary", params={"hours": hours})
         assert response.status_code == 422, hours
+
+
+def sample(metrics: str, name: str) -> float:
+    line = next(line for line in metrics.splitlines() if line.startswith(name + " "))
+    return float(line.split()[1])
+
+
+async def test_sandbox_starts_are_counted_on_metrics(service: Service) -> None:
+    async with service.client(headers=USER) as user:
+        before = sample((await user.get("/metrics")).text, "codeapi_sandbox_starts_total")
+        await run(user, "echo counted")
+        after = sample((await user.get("/metrics")).text, "codeapi_sandbox_starts_total")
+    assert after >= before + 1
+
+
+async def test_warm_and_kept_python_sandboxes_are_gauged(test_root: Path) -> None:
+    overrides = {"REPL_ENABLED": True, "SANDBOX_POOL_PY": 1}
+    async with running_service(test_root / f"pool-{uuid.uuid4().hex[:6]}", **overrides) as service:
+        async with service.client(headers=USER) as user:
+            for _ in range(600):  # the zygote and the first warm sandbox start in the background
+                if sample((await user.get("/metrics")).text, "codeapi_warm_sandboxes") >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert sample((await user.get("/metrics")).text, "codeapi_warm_sandboxes") == 1
+            response = await user.post("/exec", json={"lang": "py", "code": "x = 1"})
+            assert response.status_code == 200
+            assert sample((await user.get("/metrics")).text, "codeapi_kept_sandboxes") == 1
