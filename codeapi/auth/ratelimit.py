@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 from limits import (
     RateLimitItem,
     RateLimitItemPerDay,
@@ -27,7 +26,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 
 from codeapi.config.groups import RedisSettings
-from codeapi.errors import BackendUnavailable, RateLimited
+from codeapi.errors import RateLimited
 from codeapi.storage.metadata.base import RateLimits
 from codeapi.storage.metadata.redis import _connection_pool
 
@@ -43,6 +42,7 @@ AUTH_FAILURES = RateLimitItemPerMinute(20, 5)
 # LibreChat's users each get this much; a script looping on one user's token is throttled, people are not.
 JWT_USER_LIMITS = RateLimits(per_minute=120)
 KEY_PREFIX = "codeapi:limits"
+logger = structlog.get_logger(__name__)
 RATE_LIMIT_HEADERS = (
     "RateLimit-Limit",
     "RateLimit-Remaining",
@@ -104,13 +104,15 @@ class RateLimiter:
         if not items:
             return None
         keys = [item.key_for(identity) for item in items]
-        with storage_boundary():
+        try:
             counts = await asyncio.gather(
                 *(self.storage.incr(key, item.get_expiry()) for key, item in zip(keys, items, strict=True))
             )
             over = next((index for index, count in enumerate(counts) if count > items[index].amount), None)
-            shown = over if over is not None else 0
-            reset_at = await self.storage.get_expiry(keys[shown])
+            reset_at = await self.storage.get_expiry(keys[over if over is not None else 0])
+        except StorageError as error:
+            store_failed("hit", error)
+            return None
         if over is not None:
             raise self.refusal(items[over], reset_at)
         return RateState(items[0].amount, max(0, items[0].amount - counts[0]), reset_at)
@@ -123,19 +125,22 @@ class RateLimiter:
     async def lockout(self, client_ip: str) -> RateLimited | None:
         """The refusal for ``client_ip`` while it has used up its authentication failures."""
         key = AUTH_FAILURES.key_for("auth-failures", client_ip)
-        with storage_boundary():
+        try:
             if await self.storage.get(key) < AUTH_FAILURES.amount:
                 return None
             return self.refusal(AUTH_FAILURES, await self.storage.get_expiry(key))
+        except StorageError as error:
+            store_failed("lockout", error)
+            return None
 
     async def count_failure(self, client_ip: str) -> None:
-        with storage_boundary():
+        try:
             await self.limiter.hit(AUTH_FAILURES, "auth-failures", client_ip)
+        except StorageError as error:
+            store_failed("count_failure", error)
 
 
-@contextmanager
-def storage_boundary() -> Iterator[None]:
-    try:
-        yield
-    except StorageError as error:
-        raise BackendUnavailable(f"rate limit store unavailable: {error.storage_error}") from error
+def store_failed(operation: str, error: StorageError) -> None:
+    """Limits fail open while their store is down: a Redis outage already answers 503 to everything that
+    needs the metadata (managed keys included), and environment keys should keep working through it."""
+    logger.warning("ratelimit.store_unavailable", operation=operation, error=str(error.storage_error))
