@@ -1,9 +1,9 @@
-"""``python -m bench.auth_check [--redis-port N]``: what the auth path with a rate limit costs per request,
-and what counting an execution's usage costs.
+"""``python -m bench.auth_check [--redis-port N]``: what rate limits, auth and usage counting cost per request.
 
-Times the rate-limit check alone, and AuthGate.admit for a managed key with per-minute and daily limits (one key lookup, two limit
-windows, the use counter) and the usage sample an execution adds, against the embedded stores (SQLite, in-memory limits) and, when a Redis
-answers on the port, the shared ones. The target, at most 1 ms per request under the limit, is the rate-limit check's.
+Times, against the embedded stores (SQLite, in-memory limits) and, when a Redis answers on the port,
+the shared ones: the rate-limit check alone (two windows counted, the tightest one's reset read);
+AuthGate.admit for a managed key with those limits (key lookup, lockout check, limits, use counter);
+and the usage sample an execution adds. The 1 ms target is the rate-limit check's.
 """
 
 from __future__ import annotations
