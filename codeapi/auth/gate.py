@@ -90,13 +90,14 @@ class AuthGate:
     async def admit_admin(self, headers: Mapping[str, str], client_ip: str) -> None:
         if self.master is None:
             raise NotFound("Not Found")
-        if self.enabled and (lockout := await self.limiter.lockout(client_ip)) is not None:
+        # The lockout guards the master key even with AUTH_ENABLED=false: that switch opens the user
+        # endpoints (the guide's bypass is of their auth path), never the admin API.
+        if (lockout := await self.limiter.lockout(client_ip)) is not None:
             raise lockout
         key = extract_key(headers)
         if key is not None and self.master.matches(key):
             return
-        if self.enabled:
-            await self.limiter.count_failure(client_ip)
+        await self.limiter.count_failure(client_ip)
         security_event("security.admin_auth_failed", client_ip=client_ip, **presented(headers))
         raise AuthError("Master API key is required" if key is None else "Invalid master API key")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -9,14 +10,15 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.admin.conftest import Service, running_service
-from tests.conftest import API_KEY
+from tests.admin.conftest import ADMIN_REDIS_DB, Service, running_service
+from tests.conftest import API_KEY, shared_backend
+from tests.servers import SeaweedServer
 
 FILES = "/files/" + "A" * 21
 
 
-def codeapi_keys(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "API_KEY": API_KEY, "DATA_DIR": str(data_dir)}
+def codeapi_keys(data_dir: Path, *args: str, **backend: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "API_KEY": API_KEY, "DATA_DIR": str(data_dir), **backend}
     return subprocess.run(
         [sys.prefix + "/bin/codeapi", "keys", *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -58,3 +60,19 @@ def test_an_unknown_or_too_short_hash_is_a_clear_error(tmp_path: Path) -> None:
     assert short.returncode == 1 and "at least 8" in short.stderr
     bad_limit = codeapi_keys(tmp_path, "create", "x", "--per-minute", "0")
     assert bad_limit.returncode == 2
+
+
+async def test_the_cli_reaches_the_shared_store_when_redis_is_configured(
+    test_root: Path, api_seaweed: SeaweedServer
+) -> None:
+    backend = shared_backend(api_seaweed, redis_db=ADMIN_REDIS_DB)
+    root = test_root / f"cli-redis-{uuid.uuid4().hex[:6]}"
+    async with running_service(root, **backend) as service:
+        redis_url = str(backend["REDIS_URL"])
+        created = codeapi_keys(root / "cli-data", "create", "shared-cli", REDIS_URL=redis_url)
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.splitlines()[0]
+        assert await status(service, key) == 200
+        key_hash = hashlib.sha256(key.encode()).hexdigest()
+        assert codeapi_keys(root / "cli-data", "revoke", key_hash, REDIS_URL=redis_url).returncode == 0
+        assert await status(service, key) == 401

@@ -73,6 +73,15 @@ async def test_with_auth_disabled_no_limit_applies(test_root: Path) -> None:
     assert statuses == {200}
 
 
+async def test_guessing_the_master_key_locks_out_even_with_auth_disabled(test_root: Path) -> None:
+    async with running_service(test_root / f"open-admin-{uuid.uuid4().hex[:6]}", AUTH_ENABLED=False) as service:
+        async with service.client("10.89.0.1", headers={"x-api-key": "guessed-master-key-000"}) as guessing:
+            statuses = [(await guessing.get("/api/v1/admin/keys")).status_code for _ in range(AUTH_FAILURES.amount)]
+            assert set(statuses) == {401}
+            assert (await guessing.get("/api/v1/admin/keys", headers=ADMIN)).status_code == 429
+            assert (await guessing.get(FILES)).status_code == 200  # the open user endpoints stay open
+
+
 @pytest.fixture(scope="module")
 async def replicas(test_root: Path, api_seaweed: SeaweedServer) -> AsyncIterator[tuple[Service, Service]]:
     backend: dict[str, Any] = shared_backend(api_seaweed, redis_db=ADMIN_REDIS_DB)
