@@ -123,8 +123,20 @@ async def test_an_unknown_key_hash_is_404_with_envelope(
         {"name": "x", "rate_limits": {"weekly": 5}},
         {"name": "x", "colour": "red"},
         {"name": "x", "metadata": ["not", "an", "object"]},
+        {"name": "x", "metadata": {"notes": "x" * 5000}},
+        {"name": "x" * 201},
     ],
-    ids=["empty-name", "no-name", "zero-limit", "text-limit", "unknown-window", "unknown-field", "list-metadata"],
+    ids=[
+        "empty-name",
+        "no-name",
+        "zero-limit",
+        "text-limit",
+        "unknown-window",
+        "unknown-field",
+        "list-metadata",
+        "huge-metadata",
+        "long-name",
+    ],
 )
 async def test_bad_key_requests_are_422_with_envelope(admin: httpx.AsyncClient, body: dict[str, object]) -> None:
     response = await admin.post("/api/v1/admin/keys", json=body)
@@ -160,8 +172,22 @@ async def test_without_a_master_key_the_admin_api_does_not_exist(test_root: Path
     async with running_service(test_root / "no-master", MASTER_API_KEY=None) as service:
         async with service.client(headers=ADMIN) as client:
             response = await client.get("/api/v1/admin/keys")
+            dashboard = await client.get("/admin-dashboard")
     assert response.status_code == 404
     assert response.json()["error_type"] == "resource_not_found"
+    assert dashboard.status_code == 404
+
+
+async def test_the_dashboard_page_is_served_open_under_a_strict_policy(service: Service) -> None:
+    async with service.client() as browser:
+        page = await browser.get("/admin-dashboard")
+        script = await browser.get("/admin-dashboard/static/dashboard.js")
+        other = await browser.get("/admin-dashboard/static/index.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert script.status_code == 200 and "sessionStorage" in script.text
+    assert other.status_code == 404
 
 
 async def test_with_auth_disabled_the_admin_api_still_needs_the_master_key(test_root: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from codeapi.auth.managed import new_key, new_record, record_json
 from codeapi.errors import InvalidRequest, NotFound
@@ -22,6 +23,7 @@ from codeapi.storage.metadata.base import ApiKeyRecord, RateLimits
 router = APIRouter(prefix="/api/v1/admin", dependencies=[Depends(require_master_key)], tags=["admin"])
 
 MAX_HOURS = 24 * 90  # usage totals are kept this long
+MAX_METADATA_BYTES = 4096
 Hours = Annotated[int, Query(ge=1, le=MAX_HOURS, description="how many hours back, up to now")]
 
 
@@ -44,6 +46,14 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     rate_limits: RateLimitsIn | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """It is read on every request the key makes: a few labels, not a document."""
+        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must stay under {MAX_METADATA_BYTES} bytes of JSON")
+        return value
 
 
 class KeyUpdate(BaseModel):
