@@ -1,9 +1,10 @@
-"""The auth path of every user route: who is calling, and may they, now?
+"""The auth path: who is calling, and may they, now?
 
-API keys from the environment, managed keys from the metadata store (read on every request, so a
-revoked or disabled key is refused on every replica at once), Bearer JWTs from LibreChat; then the
-caller's rate limit. Bad credentials count against the client's IP, which is locked out for a while
-after too many. With AUTH_ENABLED=false all of it is skipped, as the guide says.
+User routes: API keys from the environment, managed keys from the metadata store (read on every
+request, so a revoked or disabled key is refused on every replica at once), Bearer JWTs from
+LibreChat; then the caller's rate limit. Bad credentials count against the client's IP, which is
+locked out for a while after too many. With AUTH_ENABLED=false all of it is skipped, as the guide
+says. Admin routes: the master key, behind the same lockout, whatever AUTH_ENABLED says.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class AuthGate:
         used_at = datetime.now(UTC)
         try:
             rate, _ = await asyncio.gather(
-                self.limiter.hit(caller.usage_id, caller.limits) if caller.limits else no_rate(),
-                self.managed.touch_key(caller.usage_id, used_at) if caller.managed else no_rate(),
+                self.limiter.hit(caller.usage_id, caller.limits) if caller.limits else nothing(),
+                self.managed.touch_key(caller.usage_id, used_at) if caller.managed else nothing(),
             )
         except RateLimited:
             security_event("security.rate_limited", client_ip=client_ip, caller=caller.label)
@@ -131,5 +132,5 @@ def presented(headers: Mapping[str, str]) -> dict[str, str]:
     return {"credential": "bearer"} if extract_bearer(headers) else {}
 
 
-async def no_rate() -> None:
+async def nothing() -> None:
     return None

@@ -94,7 +94,8 @@ async def change(metadata: MetadataStore, action: str, given: str) -> None:
     if action == "revoke":
         await metadata.delete_key(record.key_hash)
     else:
-        await metadata.put_key(replace(record, enabled=action == "enable"))
+        if not await metadata.update_key(replace(record, enabled=action == "enable")):
+            raise KeyCommandError(f"{record.key_prefix} was revoked meanwhile")
     sys.stdout.write(f"{action}d {record.key_prefix} ({record.name})\n")
     sys.stdout.flush()
     admin_event(f"admin.key_{action}d", key_prefix=record.key_prefix, client_ip="cli")

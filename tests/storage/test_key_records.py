@@ -44,11 +44,13 @@ async def test_touching_counts_uses_and_an_edit_keeps_the_counts(metadata: Metad
     assert (found.enabled, found.name) == (False, "renamed")
 
 
-async def test_a_deleted_key_is_gone_and_touching_it_brings_nothing_back(metadata: MetadataStore) -> None:
+async def test_a_deleted_key_is_gone_and_touching_or_updating_it_brings_nothing_back(metadata: MetadataStore) -> None:
     await metadata.put_key(record("a" * 64))
+    assert await metadata.update_key(replace(record("a" * 64), name="renamed")) is True
     assert await metadata.delete_key("a" * 64) is True
     assert await metadata.delete_key("a" * 64) is False
     await metadata.touch_key("a" * 64, NOW)
+    assert await metadata.update_key(replace(record("a" * 64), enabled=True)) is False
     assert await metadata.get_key("a" * 64) is None
     assert await metadata.list_keys() == []
 

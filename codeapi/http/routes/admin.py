@@ -100,7 +100,8 @@ async def update_key(key_hash: str, body: KeyUpdate, request: Request, services:
     if "rate_limits" in body.model_fields_set:
         changes["rate_limits"] = body.rate_limits.to_limits() if body.rate_limits else RateLimits()
     updated = replace(record, **changes)
-    await services.sessions.metadata.put_key(updated)
+    if not await services.sessions.metadata.update_key(updated):  # revoked meanwhile, maybe on another replica
+        raise NotFound("API key not found")
     admin_event(
         "admin.key_updated", key_prefix=record.key_prefix, changed=sorted(changes), client_ip=client_ip(request)
     )

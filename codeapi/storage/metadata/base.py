@@ -150,6 +150,10 @@ class KeyRecords(Protocol):
         """Create or replace the record's name, flag, limits and metadata (its use counters are kept)."""
         ...
 
+    async def update_key(self, record: ApiKeyRecord) -> bool:
+        """Like put_key, for a key that exists: False (and nothing written) once it has been revoked."""
+        ...
+
     async def get_key(self, key_hash: str) -> ApiKeyRecord | None: ...
 
     async def list_keys(self) -> list[ApiKeyRecord]:

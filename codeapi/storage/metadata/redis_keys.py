@@ -23,6 +23,11 @@ from codeapi.storage.metadata.keyrows import hour_of, key_from_json, key_to_json
 from codeapi.storage.metadata.redis_errors import redis_boundary
 
 USAGE_RETENTION = timedelta(days=90)
+UPDATE_IF_PRESENT = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'record', ARGV[1])
+return 1
+"""
 # One round trip; a key revoked meanwhile is not brought back as a record-less hash.
 TOUCH_IF_PRESENT = """
 if redis.call('HEXISTS', KEYS[1], 'record') == 1 then
@@ -46,6 +51,11 @@ class RedisKeyRecords:
                 pipe.hset(f"{self.prefix}:apikey:{record.key_hash}", "record", key_to_json(record))
                 pipe.sadd(f"{self.prefix}:apikeys", record.key_hash)
                 await pipe.execute()
+
+    async def update_key(self: RedisStore, record: ApiKeyRecord) -> bool:
+        with redis_boundary("update_key"):
+            update = self._redis.register_script(UPDATE_IF_PRESENT)
+            return bool(await update(keys=[f"{self.prefix}:apikey:{record.key_hash}"], args=[key_to_json(record)]))
 
     async def get_key(self: RedisStore, key_hash: str) -> ApiKeyRecord | None:
         with redis_boundary("get_key"):

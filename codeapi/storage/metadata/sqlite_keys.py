@@ -67,6 +67,13 @@ class SqliteKeyRecords:
                 )
             )
 
+    async def update_key(self: SqliteStore, record: ApiKeyRecord) -> bool:
+        with sqlite_boundary("update_key"):
+            changed = await self._write(
+                ("UPDATE api_keys SET record = ? WHERE key_hash = ?", (key_to_json(record), record.key_hash))
+            )
+            return changed > 0
+
     async def get_key(self: SqliteStore, key_hash: str) -> ApiKeyRecord | None:
         with sqlite_boundary("get_key"):
             async with self.db.execute(
