@@ -2,6 +2,7 @@
 "use strict";
 
 const STORAGE_KEY = "codeapi-master-key";
+const REFRESH_MS = 15000;
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
@@ -263,6 +264,9 @@ document.addEventListener("DOMContentLoaded", () => {
     showSignedIn(false);
   });
   for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
+  setInterval(() => {
+    if (sessionStorage.getItem(STORAGE_KEY) && !document.hidden) refresh();
+  }, REFRESH_MS);
   if (sessionStorage.getItem(STORAGE_KEY)) {
     showSignedIn(true);
     showView("overview");

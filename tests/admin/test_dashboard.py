@@ -100,7 +100,14 @@ async def test_an_administrator_creates_watches_and_revokes_a_key_in_the_browser
                 await expect(page.locator("#by-key tbody tr", has_text="browser-tenant")).to_contain_text("1")
 
                 await page.click("button[data-view=keys]")
-                await page.locator("#keys-table tbody tr", has_text="browser-tenant").locator(".revoke").click()
+                row = page.locator("#keys-table tbody tr", has_text="browser-tenant")
+                await row.locator(".toggle").click()
+                await expect(row.locator(".col-enabled")).to_have_text("no")
+                disabled = await tenant.post("/exec", json={"lang": "bash", "code": "echo again"})
+                assert disabled.status_code == 401 and disabled.json()["error"] == "API key is disabled"
+                await row.locator(".toggle").click()
+                await expect(row.locator(".col-enabled")).to_have_text("yes")
+                await row.locator(".revoke").click()
                 await expect(page.locator("#keys-table tbody tr", has_text="browser-tenant")).to_have_count(0)
                 refused = await tenant.post("/exec", json={"lang": "bash", "code": "echo again"})
                 assert refused.status_code == 401
