@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 
 from codeapi.auth.gate import ANONYMOUS, AuthGate, Caller
@@ -47,6 +48,8 @@ async def require_api_key(request: Request, services: Services) -> None:
     """An API key (x-api-key wins, then Basic), else a Bearer JWT when those are configured; then its rate limit."""
     caller = await services.gate.admit(request.headers, client_ip(request))
     request.state.caller = caller
+    # Every later line of this request names who made it (the sandbox's containment events too).
+    structlog.contextvars.bind_contextvars(client_ip=client_ip(request), caller=caller.label)
     if caller.rate is not None:
         request.state.rate_limit_headers = caller.rate.headers()  # added to the response by the middleware
 

@@ -11,11 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
+from codeapi.auth.keys import fingerprint
 from tests.admin.conftest import MASTER_KEY
 from tests.apiserver import Replica
 from tests.conftest import API_KEY
 
 GUESSED_KEY = "guessed-key-123456789"
+USER = {"x-api-key": API_KEY}
+USER_FINGERPRINT = fingerprint(API_KEY)
 
 
 def server(root: Path, **env: Any) -> Iterator[Replica]:
@@ -51,16 +54,24 @@ def test_auth_failures_rate_limits_admin_actions_and_timeouts_are_logged(logged:
         tenant = {"x-api-key": key}
         timed_out = client.post("/exec", headers=tenant, json={"lang": "bash", "code": "sleep 30", "timeout": 1000})
         assert timed_out.status_code == 200
+        # Hostile: more processes than MAX_PROCESSES (64) allows; the cap holds and is reported.
+        forks = {"lang": "bash", "code": "for i in $(seq 100); do sleep 5 & done 2>/dev/null; wait", "timeout": 3000}
+        assert client.post("/exec", headers=USER, json=forks).status_code == 200
         assert client.get("/files/" + "A" * 21, headers=tenant).status_code == 429
         client.delete(f"/api/v1/admin/keys/{created.json()['record']['key_hash']}", headers=admin)
-    found = {event["event"]: event for event in events(logged) if event.get("logger") == "codeapi.security"}
-    assert found["security.auth_failed"]["client_ip"] == "127.0.0.1"
-    assert found["security.auth_failed"]["key_fingerprint"]
-    assert found["security.admin_auth_failed"]["client_ip"] == "127.0.0.1"
-    assert found["admin.key_created"]["key_prefix"] == key[:11]
-    assert found["sandbox.timed_out"]["caller"] == key[:11]
-    assert found["security.rate_limited"]["caller"] == key[:11]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for event in events(logged):
+        if event.get("logger") == "codeapi.security":
+            found.setdefault(event["event"], []).append(event)
+    assert found["security.auth_failed"][0]["client_ip"] == "127.0.0.1"
+    assert found["security.auth_failed"][0]["key_fingerprint"]
+    assert found["security.admin_auth_failed"][0]["client_ip"] == "127.0.0.1"
+    assert found["admin.key_created"][0]["key_prefix"] == key[:11]
+    assert found["sandbox.timed_out"][0]["caller"] == key[:11]
+    assert found["security.rate_limited"][0]["caller"] == key[:11]
     assert "admin.key_revoked" in found
+    capped = found["sandbox.process_capped"][0]
+    assert (capped["processes"], capped["client_ip"], capped["caller"]) == (64, "127.0.0.1", USER_FINGERPRINT)
     log_text = Path(logged.log.name).read_text()
     for secret in (GUESSED_KEY, key, MASTER_KEY, API_KEY, "not-the-master-key-00"):
         assert secret not in log_text
