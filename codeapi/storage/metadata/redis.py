@@ -13,6 +13,7 @@ Layout, under a configurable prefix (``codeapi`` by default):
     {p}:state_data:{sid}    string  the state bytes, when stored inline
     {p}:states:saved        zset    session ids of unarchived states, score = saved_at (µs)
     {p}:states:expiry       zset    session ids, score = expires_at (µs); drives expired_states
+    {p}:apikey*, {p}:usage*  managed keys and usage totals (see redis_keys.py)
 
 State keys hold binary data, so they go through a second client that does not decode responses.
 
@@ -24,8 +25,8 @@ record early.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,9 +38,11 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import LockError, RedisError
 
 from codeapi.config.groups import RedisSettings
-from codeapi.errors import BackendUnavailable, SessionBusy
+from codeapi.errors import SessionBusy
 from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 from codeapi.storage.metadata.common import from_json, oldest_first, to_json, to_micros
+from codeapi.storage.metadata.redis_errors import redis_boundary as _boundary
+from codeapi.storage.metadata.redis_keys import RedisKeyRecords
 
 logger = structlog.get_logger(__name__)
 
@@ -55,16 +58,6 @@ def _ms(moment: datetime) -> int:
 
 def _now_micros() -> int:
     return to_micros(datetime.now(UTC))
-
-
-@contextmanager
-def _boundary(operation: str) -> Iterator[None]:
-    """Connection loss, timeouts and server-side refusals stop here as BackendUnavailable."""
-    try:
-        yield
-    except RedisError as exc:
-        logger.error("redis_failed", operation=operation, error=str(exc), error_type=type(exc).__name__)
-        raise BackendUnavailable(f"redis unavailable: {exc}") from exc
 
 
 def _connection_pool(settings: RedisSettings, decode: bool = True) -> aioredis.ConnectionPool:
@@ -95,7 +88,7 @@ def _keep_until(pipe: Pipeline, key: str, deadline_ms: int) -> None:
     pipe.pexpireat(key, deadline_ms, gt=True)
 
 
-class RedisMetadata:
+class RedisMetadata(RedisKeyRecords):
     name = "redis"
 
     def __init__(self, settings: RedisSettings, prefix: str = "codeapi") -> None:
