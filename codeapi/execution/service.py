@@ -21,6 +21,7 @@ from codeapi.execution.program import Program, ProgramRunner, check_program_text
 from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs
 from codeapi.languages import get_language
 from codeapi.observability.metrics import EXECUTION_SECONDS, EXECUTIONS
+from codeapi.repl.sandbox import Lifecycle
 from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
@@ -201,7 +202,7 @@ class ExecutionService:
             return None
         chosen = await self.choose_inputs(session, request.files)
         kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
-        if kept is None and sandbox.used:
+        if kept is None and sandbox.lifecycle is not Lifecycle.FRESH:
             warm.pool.discard(sandbox)
             sandbox = await warm.pool.fresh()
             if sandbox is None:

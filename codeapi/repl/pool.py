@@ -104,7 +104,6 @@ class ReplPool:
         if not (keep and sandbox.alive):
             self.discard(sandbox)
             return
-        sandbox.session_id = session_id
         self.hot[session_id] = sandbox
         self.hot.move_to_end(session_id)
         while len(self.hot) > self.policy.max_hot:

@@ -120,7 +120,7 @@ def start_worker(
         os.close(pidfd)
         os.write(report_fd, b"ok")
         os.close(report_fd)
-        server.become_worker(worker_fds, filters)
+        server.become_worker(worker_fds, filters, int(request["max_state_bytes"]))
         status = 0
     except BaseException as error:  # teardown of a forked child: report whatever went wrong, then exit
         with contextlib.suppress(OSError):

@@ -106,10 +106,17 @@ class ZygoteProcess:
                 future.set_result(message)
 
     async def spawn(
-        self, init_pid: int, pidfd: int, worker_fds: tuple[int, int, int], uid: int, cgroup_dirs: list[str]
+        self,
+        init_pid: int,
+        pidfd: int,
+        worker_fds: tuple[int, int, int],
+        uid: int,
+        cgroup_dirs: list[str],
+        max_state_bytes: int,
     ) -> int:
         """A worker isolated into the jail whose init is ``init_pid`` (``pidfd``), holding
-        ``worker_fds`` (its link, stdout, stderr); returns its host pid. The fds stay ours to close."""
+        ``worker_fds`` (its link, stdout, stderr) and saving states up to ``max_state_bytes``;
+        returns its host pid. The fds stay ours to close."""
         if not self.alive or self.control is None:
             raise SandboxFailure("the Python zygote is not running")
         self.counter += 1
@@ -120,6 +127,7 @@ class ZygoteProcess:
             "init_pid": init_pid,
             "uid": uid,
             "cgroups": cgroup_dirs,
+            "max_state_bytes": max_state_bytes,
         }
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.replies[token] = future

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from codeapi.execution.warm import RESTARTED_NOTE
 from codeapi.sandbox import cgroups, mounts
 from tests.conftest import ClientFactory
 from tests.security.conftest import LIMITS, SETTLE_S, UID_POOL_SIZE, Hostile, execute, job_dirs, sandbox_processes
@@ -250,3 +251,31 @@ async def test_repl_exited_children_do_not_pile_up_as_zombies(hostile: Hostile) 
         assert again["stdout"] == "2\n"
     finally:
         await execute(hostile, "py", REAP, session_id=body["session_id"])
+
+
+# A thread left running by the first call: once the next call starts (the worker sets sys.argv for
+# it), it writes a well-formed completion for that call to the worker's link, naming the call as a
+# counter would ("2"), in the hope the API takes it for the worker's report.
+FORGE_NEXT_COMPLETION = """
+import json, os, struct, sys, threading, time
+kept = "yes"
+def forge():
+    seen = sys.argv
+    while sys.argv is seen:
+        time.sleep(0.005)
+    header = json.dumps({"type": "done", "id": "2", "call": "2", "exit_code": 0, "failed": False, "blobs": []})
+    os.write(3, struct.pack(">II", len(header), 0) + header.encode())
+threading.Thread(target=forge, daemon=True).start()
+"""
+
+
+async def test_repl_a_leftover_thread_cannot_complete_the_next_call(hostile: Hostile) -> None:
+    # Expected: the API accepts only the report of the call it started (a nonce the worker learns
+    # when the call starts); a forged completion breaks the sandbox instead of ending the call
+    # early while its code runs on unobserved. The saved variables survive for the next call.
+    first = await execute(hostile, "py", FORGE_NEXT_COMPLETION)
+    victim = "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('finished')"
+    second = await execute(hostile, "py", victim, session_id=first["session_id"])
+    assert RESTARTED_NOTE in second["stderr"], second
+    after = await execute(hostile, "py", "print(kept)", session_id=first["session_id"])
+    assert after["stdout"] == "yes\n"
