@@ -194,11 +194,12 @@ class ExecutionService:
         self, warm: WarmPython, session: SessionRecord, request: ExecRequest, timeout_s: float
     ) -> Ran | None:
         """Python in a warm REPL sandbox: the session's kept one, else a fresh one with its state restored.
-        None when no REPL sandbox can be had (the zygote is not up yet): the caller runs one-shot."""
+        None when no REPL sandbox can be had and none is needed (WarmPython.check_one_shot_allowed)."""
         session_id = session.session_id
         saved = await warm.states.current(session_id) if warm.states is not None else None
         sandbox = await warm.pool.checkout(session_id, saved.revision if saved is not None else None)
         if sandbox is None:
+            warm.check_one_shot_allowed()
             return None
         chosen = await self.choose_inputs(session, request.files)
         kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
@@ -206,6 +207,7 @@ class ExecutionService:
             warm.pool.discard(sandbox)
             sandbox = await warm.pool.fresh()
             if sandbox is None:
+                warm.check_one_shot_allowed()
                 return None
         keep = False
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeapi.errors import BackendUnavailable
 from codeapi.execution.files import Fingerprint, walk_outputs
 from codeapi.repl import protocol
 from codeapi.repl.pool import ReplPool
@@ -33,6 +34,15 @@ class WarmPython:
         if self.states is None:
             return protocol.Save.NEVER
         return protocol.Save.ALWAYS if self.capture_on_error else protocol.Save.ON_SUCCESS
+
+    def check_one_shot_allowed(self) -> None:
+        """No REPL sandbox within the zygote's start-up time. Without state persistence a one-shot run
+        loses nothing (the caller runs one, seeing None); with it, the run's variables would be lost
+        without a word, so the client is told to retry instead."""
+        if self.states is not None:
+            raise BackendUnavailable(
+                "The Python sandbox is starting; retry shortly (its variables are kept only on the warm path)"
+            )
 
 
 def unchanged_inputs(

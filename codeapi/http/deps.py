@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from codeapi.auth.keys import KeyChecker, extract_key
 from codeapi.auth.tokens import TokenVerifier, extract_bearer
 from codeapi.execution.service import ExecutionService
+from codeapi.observability.loops import Loops
 from codeapi.sessions.service import SessionService
 
 
@@ -28,6 +29,7 @@ class Components:
     spool_dir: Path
     backends: dict[str, str]
     check_sandbox: Callable[[], Awaitable[None]]
+    loops: Loops  # the background loops, for /health/detailed
 
 
 def components(request: Request) -> Components:

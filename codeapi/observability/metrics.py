@@ -15,3 +15,4 @@ EXECUTION_SECONDS = Histogram(
 )
 STORED_FILES = Counter("codeapi_files_stored_total", "Files stored, by origin", ["origin"])
 STORED_BYTES = Counter("codeapi_file_bytes_stored_total", "Bytes of files stored, by origin", ["origin"])
+LOOP_FAILURES = Counter("codeapi_background_loop_failures_total", "Failed passes of a background loop", ["loop"])

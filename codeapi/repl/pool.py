@@ -25,7 +25,8 @@ from codeapi.repl.sandbox import ReplLauncher, ReplSandbox, start_sandbox
 
 logger = structlog.get_logger(__name__)
 
-FAILURE_BACKOFF_S = 5.0
+# A zygote that exited is still "ready" until its channel's end is read: how often to look again.
+EXIT_NOTICE_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,23 @@ class ReplPool:
         self.hot: OrderedDict[str, ReplSandbox] = OrderedDict()
         self.starting = 0
         self.refill = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
         self.teardowns: set[asyncio.Task[None]] = set()
+        # Whether the zygote should be up: from start-up, or (SANDBOX_POOL_WARMUP_ON_STARTUP=false)
+        # from the first Python call on.
+        self.wanted = policy.warmup_on_startup
 
     @property
     def available(self) -> bool:
         return self.launcher.zygote.alive
 
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.replenish()), asyncio.create_task(self.sweep())]
+    @property
+    def ready(self) -> bool:
+        """Whether a Python call is served without waiting: the zygote is up, or it is started on
+        demand and nobody asked yet (a start-up without warm-up is ready at once)."""
+        return self.available or not self.wanted
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Tear every sandbox and the zygote down; the loops were stopped before."""
         everything = [*self.warm, *self.hot.values()]
         self.warm.clear()
         self.hot.clear()
@@ -73,7 +75,8 @@ class ReplPool:
         await self.launcher.zygote.stop()
 
     async def checkout(self, session_id: str, revision: str | None) -> ReplSandbox | None:
-        """The session's kept sandbox if it is at ``revision``, else a fresh one; None without a zygote."""
+        """The session's kept sandbox if it is at ``revision``, else a fresh one; None when the
+        zygote is not up within its start-up timeout."""
         kept = self.hot.pop(session_id, None)
         if kept is not None:
             if kept.alive and kept.revision == revision and not self.too_old(kept):
@@ -92,13 +95,23 @@ class ReplPool:
             self.discard(sandbox)
         if self.policy.exhaustion_trigger:
             self.refill.set()
-        if not self.available:
+        if not await self.wait_until_available():
             return None
-        try:
-            return await start_sandbox(self.launcher)
-        except SandboxFailure as error:
-            logger.warning("repl.start_failed", error=error.message)
-            return None
+        return await start_sandbox(self.launcher)
+
+    async def wait_until_available(self) -> bool:
+        """Until the zygote is up (started now if it was started on demand), at most as long as its
+        start-up may take."""
+        if self.available:
+            return True
+        self.wanted = True
+        self.refill.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.policy.zygote_timeout_s):
+                while not self.available:
+                    await self.launcher.zygote.ready.wait()
+                    await asyncio.sleep(EXIT_NOTICE_S)  # ready, but its process just exited
+        return self.available
 
     def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
         if not (keep and sandbox.alive):
@@ -117,11 +130,15 @@ class ReplPool:
         task.add_done_callback(self.teardowns.discard)
 
     def health(self) -> dict[str, object]:
-        """For /health/detailed: Python still runs (one-shot) while the zygote is down, so this
-        degrades the service rather than failing it."""
+        """For /health/detailed: "starting" (503) until the zygote is up, so that a load balancer
+        sends Python calls elsewhere meanwhile."""
+        if self.ready:
+            mode = "warm REPL" if self.available else "zygote started on the first Python call"
+        else:
+            mode = "the Python zygote is starting"
         return {
-            "status": "healthy" if self.available else "degraded",
-            "mode": "warm REPL" if self.available else "one-shot until the Python zygote is up",
+            "status": "healthy" if self.ready else "starting",
+            "mode": mode,
             "warm": len(self.warm),
             "kept": len(self.hot),
         }
@@ -133,19 +150,17 @@ class ReplPool:
     def too_old(self, sandbox: ReplSandbox) -> bool:
         return time.monotonic() - sandbox.created_at > self.policy.max_age_s
 
-    async def replenish(self) -> None:
-        if self.policy.warmup_on_startup:
-            self.refill.set()
-        while True:
-            try:
-                await self.ensure_zygote()
-                await self.fill()
-            except SandboxFailure as error:
-                logger.warning("repl.replenish_failed", error=error.message)
-                await asyncio.sleep(FAILURE_BACKOFF_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.refill.wait(), self.policy.replenish_interval_s)
-            self.refill.clear()
+    async def replenish_once(self) -> None:
+        """One pass of the refill loop: the zygote up and the warm set full, once Python is wanted."""
+        if self.wanted:
+            await self.ensure_zygote()
+            await self.fill()
+
+    async def wait_for_refill(self) -> None:
+        """The refill loop's pause: a checkout that took a warm sandbox, or the interval."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.refill.wait(), self.policy.replenish_interval_s)
+        self.refill.clear()
 
     async def ensure_zygote(self) -> None:
         if not self.launcher.zygote.alive:
@@ -168,14 +183,13 @@ class ReplPool:
             if failures:
                 raise SandboxFailure(f"{len(failures)} warm sandboxes failed to start: {failures[0]!r}")
 
-    async def sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.policy.sweep_interval_s)
-            cutoff = time.monotonic() - self.policy.idle_ttl_s
-            for session_id, sandbox in list(self.hot.items()):
-                if sandbox.last_used_at < cutoff or not sandbox.alive:
-                    del self.hot[session_id]
-                    self.discard(sandbox)
-            for sandbox in [item for item in self.warm if not item.alive or self.too_old(item)]:
-                self.warm.remove(sandbox)
+    async def sweep_once(self) -> None:
+        """One pass of the sweep loop: idle kept sandboxes and dead or old warm ones go."""
+        cutoff = time.monotonic() - self.policy.idle_ttl_s
+        for session_id, sandbox in list(self.hot.items()):
+            if sandbox.last_used_at < cutoff or not sandbox.alive:
+                del self.hot[session_id]
                 self.discard(sandbox)
+        for sandbox in [item for item in self.warm if not item.alive or self.too_old(item)]:
+            self.warm.remove(sandbox)
+            self.discard(sandbox)
