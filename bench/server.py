@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import redis
 
+from bench.backends import SeaweedServer, ensure_redis, free_port, start_seaweedfs
 from codeapi.config import ENV_NAMES
-from tests.servers import SeaweedServer, ensure_redis, free_port, start_seaweedfs
 
 VENV_BIN = Path(sys.executable).parent
 CODEAPI = VENV_BIN / "codeapi"
