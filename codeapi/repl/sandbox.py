@@ -20,6 +20,7 @@ import enum
 import os
 import secrets
 import select
+import shutil
 import signal
 import socket
 import time
@@ -45,6 +46,10 @@ from codeapi.sandbox.workspace import JobDirs, Workspaces
 logger = structlog.get_logger(__name__)
 
 INIT = "/usr/bin/catatonit"
+# The jail sees, in place of INIT, a copy it may run but not read: a process started from a file its
+# user cannot read is not dumpable, so user code can neither read nor write the init's memory
+# (/proc/1/mem) nor ptrace it, and the init (which outlives every call) cannot be made to run its code.
+EXECUTE_ONLY = 0o111
 READY_LINE = b"ready\n"
 # Once the other processes were sent SIGKILL, the call waits this long for them to be gone.
 STRAYS_WAIT_S = 1.0
@@ -70,9 +75,20 @@ class ReplLauncher:
     warmup_timeout_s: float
     max_state_bytes: int
 
+    def __post_init__(self) -> None:
+        copy = self.init_copy
+        shutil.copyfile(INIT, copy.with_suffix(".new"))
+        copy.with_suffix(".new").chmod(EXECUTE_ONLY)
+        copy.with_suffix(".new").replace(copy)
+
+    @property
+    def init_copy(self) -> Path:
+        return self.workspaces.system_dir / "catatonit"
+
     def binds(self) -> tuple[Bind, ...]:
         venv = self.runtime_dir / "python"
         return (
+            Bind(self.init_copy, INIT),
             *(mount.bind(self.runtime_dir) for mount in self.spec.mounts),
             # The zygote imported the data stack from the host path: modules load data files
             # (fonts, tables) through it later, so the venv is visible there too, read-only.

@@ -279,3 +279,35 @@ async def test_repl_a_leftover_thread_cannot_complete_the_next_call(hostile: Hos
     assert RESTARTED_NOTE in second["stderr"], second
     after = await execute(hostile, "py", "print(kept)", session_id=first["session_id"])
     assert after["stdout"] == "yes\n"
+
+
+PROBE_MEMORY = """
+import os, subprocess
+def access(pid):
+    try:
+        first = open(f"/proc/{pid}/maps").readline()
+        start = int(first.split("-")[0], 16)
+        with open(f"/proc/{pid}/mem", "rb") as memory:
+            memory.seek(start)
+            memory.read(16)
+        return "readable"
+    except OSError as error:
+        return type(error).__name__
+child = subprocess.Popen(["sleep", "30"])
+forked = os.fork()
+if forked == 0:
+    import time
+    time.sleep(30)
+    os._exit(0)
+print(access(1), access(os.getpid()), access(child.pid), access(forked))
+child.kill()
+os.kill(forked, 9)
+"""
+
+
+async def test_repl_the_jails_init_and_the_worker_memory_cannot_be_read(hostile: Hostile) -> None:
+    # Expected: the jail's init (which outlives every call) and the worker (which holds the zygote's
+    # memory) cannot be read or written through /proc/<pid>/mem by user code or its children.
+    # A child started from a program file (sleep) is the user's own program: readable, as anywhere.
+    body = await execute(hostile, "py", PROBE_MEMORY)
+    assert body["stdout"].split() == ["PermissionError", "PermissionError", "readable", "PermissionError"]
