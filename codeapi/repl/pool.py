@@ -143,10 +143,6 @@ class ReplPool:
             "kept": len(self.hot),
         }
 
-    def live_sandboxes(self) -> list[ReplSandbox]:
-        """Warm and kept sandboxes: alive on purpose between calls (containment checks skip them)."""
-        return [*self.warm, *self.hot.values()]
-
     def too_old(self, sandbox: ReplSandbox) -> bool:
         return time.monotonic() - sandbox.created_at > self.policy.max_age_s
 

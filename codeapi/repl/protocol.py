@@ -1,4 +1,4 @@
-"""The REPL wire format between the API and the worker in the jail (stdlib only, no constant twice).
+"""The REPL wire formats, API <-> worker and API <-> zygote, defined once for both sides (stdlib only).
 
 The worker is the pre-imported interpreter that runs user code; the API talks to it over a socket
 of their own (fd 3 in the worker), never over the user's stdout or stderr. A frame is
@@ -18,7 +18,7 @@ import enum
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 PREFIX = struct.Struct(">II")
@@ -86,6 +86,55 @@ KINDS: dict[str, type[Message]] = {"ready": Ready, "run": Run, "done": Done}
 KIND_OF = {kind: name for name, kind in KINDS.items()}
 
 
+# The zygote's control channel: a SOCK_SEQPACKET pair between the API and the zygote, one JSON
+# object per datagram (a Spawn carries the init's pidfd and the worker's fds beside it).
+@dataclass(frozen=True)
+class ZygoteReady:
+    """zygote -> API: the data stack is imported; it takes Spawn requests."""
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """API -> zygote: fork a worker into the jail whose init is ``init_pid`` (a host pid)."""
+
+    token: str
+    init_pid: int
+    uid: int
+    cgroups: tuple[str, ...]  # the init's own cgroup directories, one per controller
+    max_state_bytes: int
+
+
+@dataclass(frozen=True)
+class Spawned:
+    token: str
+    pid: int  # the worker's host pid
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    token: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """zygote -> API: a worker it forked was reaped."""
+
+    pid: int
+    status: int  # negative: the signal that ended it
+
+
+Control = ZygoteReady | Spawn | Spawned | SpawnFailed | Exited
+CONTROL_KINDS: dict[str, type[Control]] = {
+    "ready": ZygoteReady,
+    "spawn": Spawn,
+    "spawned": Spawned,
+    "spawn_failed": SpawnFailed,
+    "exited": Exited,
+}
+CONTROL_KIND_OF = {kind: name for name, kind in CONTROL_KINDS.items()}
+
+
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -120,9 +169,30 @@ def encode(message: Message) -> bytes:
 
 
 def decode(header: dict[str, Any], blobs: dict[str, bytes]) -> Message:
-    """The message a frame carries, every field checked against its type (a peer may be hostile);
-    names the message does not define are ignored."""
-    kind = KINDS.get(header["type"])
+    """The message a frame carries (see build)."""
+    message: Message = build(KINDS, header, blobs)
+    return message
+
+
+def encode_control(message: Control) -> bytes:
+    return json.dumps({"type": CONTROL_KIND_OF[type(message)], **asdict(message)}).encode()
+
+
+def decode_control(data: bytes) -> Control:
+    try:
+        header = json.loads(data)
+    except ValueError as error:
+        raise ProtocolError(f"control message is not JSON: {error}") from error
+    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        raise ProtocolError("control message is not an object with a type")
+    message: Control = build(CONTROL_KINDS, header, {})
+    return message
+
+
+def build(kinds: dict[str, type[Any]], header: dict[str, Any], blobs: dict[str, bytes]) -> Any:
+    """The message ``header`` and ``blobs`` make, every field checked against its type (a peer may
+    be hostile); names the message does not define are ignored."""
+    kind = kinds.get(header["type"])
     if kind is None:
         raise ProtocolError(f"unknown message type {header['type']!r}")
     values: dict[str, Any] = {}

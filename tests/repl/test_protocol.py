@@ -24,6 +24,19 @@ def test_messages_round_trip_with_binary_blobs_in_any_chunking() -> None:
     assert decoded == messages
 
 
+def test_zygote_control_messages_round_trip_and_refuse_mistyped_fields() -> None:
+    messages: list[protocol.Control] = [
+        protocol.ZygoteReady(),
+        protocol.Spawn("7", 1234, 46001, ("/sys/fs/cgroup/pids/x",), 1024),
+        protocol.Spawned("7", 99),
+        protocol.SpawnFailed("7", "setns: EPERM"),
+        protocol.Exited(99, -9),
+    ]
+    assert [protocol.decode_control(protocol.encode_control(message)) for message in messages] == messages
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_control(b'{"type": "exited", "pid": "99", "status": 0}')
+
+
 @pytest.mark.parametrize(
     "header",
     [
