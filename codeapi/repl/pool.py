@@ -25,9 +25,6 @@ from codeapi.repl.sandbox import ReplLauncher, ReplSandbox, start_sandbox
 
 logger = structlog.get_logger(__name__)
 
-# A zygote that exited is still "ready" until its channel's end is read: how often to look again.
-EXIT_NOTICE_S = 0.01
-
 
 @dataclass(frozen=True)
 class PoolPolicy:
@@ -55,6 +52,8 @@ class ReplPool:
         # Whether the zygote should be up: from start-up, or (SANDBOX_POOL_WARMUP_ON_STARTUP=false)
         # from the first Python call on.
         self.wanted = policy.warmup_on_startup
+        self.zygote_failing = False  # the last attempt to start it failed
+        self.zygote_attempted = asyncio.Event()  # set when the current start attempt ends
 
     @property
     def available(self) -> bool:
@@ -100,17 +99,16 @@ class ReplPool:
         return await start_sandbox(self.launcher)
 
     async def wait_until_available(self) -> bool:
-        """Until the zygote is up (started now if it was started on demand), at most as long as its
-        start-up may take."""
-        if self.available:
-            return True
+        """Until the zygote's next start attempt ends (started now if it is started on demand), at
+        most as long as a start may take; at once when the last attempt failed (the refill loop tries
+        again after its back-off, and /health/detailed shows it failing meanwhile)."""
+        if self.available or self.zygote_failing:
+            return self.available
         self.wanted = True
         self.refill.set()
+        attempt = self.zygote_attempted
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.policy.zygote_timeout_s):
-                while not self.available:
-                    await self.launcher.zygote.ready.wait()
-                    await asyncio.sleep(EXIT_NOTICE_S)  # ready, but its process just exited
+            await asyncio.wait_for(attempt.wait(), self.policy.zygote_timeout_s)
         return self.available
 
     def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
@@ -159,9 +157,19 @@ class ReplPool:
         self.refill.clear()
 
     async def ensure_zygote(self) -> None:
-        if not self.launcher.zygote.alive:
+        if self.launcher.zygote.alive:
+            return
+        try:
             await self.launcher.zygote.stop()
             await self.launcher.zygote.start(self.policy.zygote_timeout_s)
+        except BaseException:
+            self.zygote_failing = True
+            raise
+        else:
+            self.zygote_failing = False
+        finally:
+            attempt, self.zygote_attempted = self.zygote_attempted, asyncio.Event()
+            attempt.set()  # wakes the calls waiting for this attempt
 
     async def fill(self) -> None:
         while (missing := self.policy.warm_target - len(self.warm) - self.starting) > 0:

@@ -70,3 +70,18 @@ async def test_a_base_dir_no_sandbox_can_reach_is_refused_at_start_up(test_root:
     with pytest.raises(SandboxFailure, match=f"chmod o\\+x {closed}"):
         async with running_client(settings, {"x-api-key": API_KEY}):
             pass
+
+
+async def test_a_zygote_that_cannot_start_makes_python_calls_a_prompt_503_and_shows_in_health(
+    just_started: Any, new_root: Callable[[], Path]
+) -> None:
+    no_python = new_root()  # a runtime directory without the Python runtime: the zygote cannot start
+    async with just_started(SANDBOX_RUNTIME_DIR=str(no_python)) as client:
+        response = await client.post("/exec", json={"lang": "py", "code": "x = 1"})
+        assert response.status_code == 503
+        assert "retry" in response.json()["error"]
+        assert (await client.get("/health/ready")).status_code == 503
+        refill = (await client.get("/health/detailed")).json()["checks"]["background_loops"]["pool refill"]
+        assert refill["failures"] >= 1
+        assert "python3" in refill["last_error"]
+        assert (await run(client, "bash", "echo still serving"))["stdout"] == "still serving\n"
