@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,7 +35,7 @@ from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
 from codeapi.sandbox import cgroups
-from codeapi.sandbox.host import prepare_host, resolve_nsjail
+from codeapi.sandbox.host import prepare_host, resolve_nsjail, unreachable_base_dir
 from codeapi.sandbox.policy import (
     BASE_ENV,
     SECCOMP_POLICY,
@@ -152,14 +153,14 @@ def build_state_store(settings: Settings, metadata: MetadataStore, blobs: BlobSt
     return StateStore(metadata, blobs, policy)
 
 
-async def refuse_without_sandbox(executions: ExecutionService) -> None:
-    """A host where no sandbox starts would answer every run with a 500: stop at start-up instead."""
+async def refuse_without_sandbox(executions: ExecutionService, base_dir: Path) -> None:
+    """A host where no sandbox starts would answer every run with a 500: stop at start-up instead,
+    saying what to fix when the cause is known."""
     try:
         await executions.check_sandbox()
     except SandboxFailure as error:
-        raise SandboxFailure(
-            f"refusing to start: a test program could not run in a sandbox: {error.message}"
-        ) from error
+        cause = unreachable_base_dir(base_dir) or error.message
+        raise SandboxFailure(f"refusing to start: a test program could not run in a sandbox: {cause}") from error
 
 
 def start_loops(loops: Loops, settings: Settings, sessions: SessionService, warm: WarmPython | None) -> None:
@@ -272,7 +273,7 @@ def create_app(settings: Settings) -> FastAPI:
             loops=loops,
         )
         try:
-            await refuse_without_sandbox(executions)
+            await refuse_without_sandbox(executions, sandbox.base_dir)
             start_loops(loops, settings, sessions, warm)
             logger.info("codeapi.started", version=__version__, metadata=metadata.name, files=blobs.name)
             yield

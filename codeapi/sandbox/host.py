@@ -45,20 +45,22 @@ def prepare_host(settings: SandboxSettings, workspaces: Workspaces, require_cgro
         raise SandboxFailure("codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)")
     available = prepare_cgroups(require_cgroups)
     workspaces.prepare()
-    check_traversable(settings.base_dir)
     logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=available)
     return available
 
 
-def check_traversable(base_dir: Path) -> None:
-    """Sandboxes reach their job directories as their own uid, through every directory above them."""
+def unreachable_base_dir(base_dir: Path) -> str | None:
+    """Why no sandbox can reach its files below ``base_dir``, if that is the reason: sandboxes reach
+    their job directories as their own uid, through every directory above them."""
     for directory in (base_dir.resolve(), *base_dir.resolve().parents):
-        if not directory.stat().st_mode & stat.S_IXOTH:
-            raise SandboxFailure(
-                f"refusing to start: SANDBOX_BASE_DIR {base_dir} is below {directory}, which other users cannot "
-                f"enter (mode {stat.S_IMODE(directory.stat().st_mode):04o}), so no sandbox could reach its files. "
-                f"Allow it with 'chmod o+x {directory}', or choose a SANDBOX_BASE_DIR outside it"
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            return (
+                f"SANDBOX_BASE_DIR {base_dir} is below {directory}, which other users cannot enter "
+                f"(mode {stat.S_IMODE(mode):04o}); allow it with 'chmod o+x {directory}', or choose a "
+                "SANDBOX_BASE_DIR outside it"
             )
+    return None
 
 
 def prepare_cgroups(required: bool) -> bool:
