@@ -128,8 +128,8 @@ class ReplPool:
         task.add_done_callback(self.teardowns.discard)
 
     def health(self) -> dict[str, object]:
-        """For /health/detailed: "starting" (503) until the zygote is up, so that a load balancer
-        sends Python calls elsewhere meanwhile."""
+        """For /health/detailed: "starting" until the zygote is up (and /health/ready answers 503
+        meanwhile, so that a load balancer sends calls elsewhere)."""
         if self.ready:
             mode = "warm REPL" if self.available else "zygote started on the first Python call"
         else:
