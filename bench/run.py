@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="an extra codeapi setting for the server, e.g. REPL_ENABLED=false (repeatable)",
     )
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after /health answers (default 5)")
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds to wait after /health/ready answers (default 5)"
+    )
     parser.add_argument("--quick", action="store_true", help="a fast smoke run: fewer samples everywhere")
     parser.add_argument("-n", "--requests", type=int, help="timed /exec requests per scenario (20; quick 5)")
     parser.add_argument("--concurrency", type=int, default=4, help="the parallel level per language (default 4)")

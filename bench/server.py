@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import redis
 
+from bench.backends import SeaweedServer, ensure_redis, free_port, start_seaweedfs
 from codeapi.config import ENV_NAMES
-from tests.servers import SeaweedServer, ensure_redis, free_port, start_seaweedfs
 
 VENV_BIN = Path(sys.executable).parent
 CODEAPI = VENV_BIN / "codeapi"
@@ -99,15 +99,17 @@ def wait_for_health(process: subprocess.Popen[bytes], base_url: str, log_file: P
             if process.poll() is not None:
                 raise ServerFailed(f"codeapi serve exited with {process.returncode}:\n{tail(log_file)}")
             try:
-                response = client.get("/health")
+                response = client.get("/health/ready")  # 200 once Python's warm path is up
             except httpx.TransportError:
                 time.sleep(0.05)
                 continue
             if response.status_code == 200:
-                body: dict[str, Any] = response.json()
+                body: dict[str, Any] = client.get("/health").json()
                 return body
             time.sleep(0.05)
-    raise ServerFailed(f"codeapi serve did not answer /health within {STARTUP_TIMEOUT_S:.0f} s:\n{tail(log_file)}")
+    raise ServerFailed(
+        f"codeapi serve was not ready (/health/ready) within {STARTUP_TIMEOUT_S:.0f} s:\n{tail(log_file)}"
+    )
 
 
 def tail(path: Path, lines: int = 30) -> str:

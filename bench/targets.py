@@ -58,21 +58,22 @@ async def measure_repl_floor(sandbox: Sandbox, n: int, warmup: int, say: Say) ->
         await launcher.zygote.start(ZYGOTE_START_S)
         repl = await start_sandbox(launcher)
         try:
-            state = (await repl.call(RESTORED_STATE_CODE, (), 30, protocol.SAVE_ALWAYS, None)).state
+            report = (await repl.call(RESTORED_STATE_CODE, (), 30, protocol.Save.ALWAYS, None)).report
+            state = report.state if report is not None else None
             size = f"{len(state or b'') // 1024} KiB"
             variants = (
-                ("warm REPL round trip, print(1)", protocol.SAVE_NEVER, None),
-                (f"warm REPL round trip + save of a {size} state, print(1)", protocol.SAVE_ALWAYS, None),
-                (f"warm REPL round trip + restore of a {size} state, print(1)", protocol.SAVE_NEVER, state),
+                ("warm REPL round trip, print(1)", protocol.Save.NEVER, None),
+                (f"warm REPL round trip + save of a {size} state, print(1)", protocol.Save.ALWAYS, None),
+                (f"warm REPL round trip + restore of a {size} state, print(1)", protocol.Save.NEVER, state),
             )
             for name, save, restore in variants:
 
-                async def call(save: str = save, restore: bytes | None = restore) -> None:
+                async def call(save: protocol.Save = save, restore: bytes | None = restore) -> None:
                     ran = await repl.call("print(1)", (), 10, save, restore)
                     if ran.result.stdout != b"1\n":
                         raise CallFailed(f"stdout {ran.result.stdout!r}, stderr {ran.result.stderr[:200]!r}")
 
-                labels = {"reference": "repl"} if save == protocol.SAVE_NEVER and restore is None else {}
+                labels = {"reference": "repl"} if save is protocol.Save.NEVER and restore is None else {}
                 found.append(await measure(name, "floor", call, n=n, warmup=warmup, labels=labels))
         finally:
             await repl.destroy()

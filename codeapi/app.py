@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from codeapi.auth.ratelimit import RATE_LIMIT_HEADERS, RateLimiter
 from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
 from codeapi.config import ConfigError, Settings
 from codeapi.config.groups import AuthSettings
+from codeapi.errors import SandboxFailure
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecLimits, ExecutionService
 from codeapi.execution.warm import WarmPython
@@ -35,13 +37,14 @@ from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
 from codeapi.languages import get_language
 from codeapi.observability.debug import redacted_config, warn_debug_mode
+from codeapi.observability.loops import Loops
 from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
 from codeapi.observability.usage import UsageLedger
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
 from codeapi.sandbox import cgroups
-from codeapi.sandbox.host import prepare_host, resolve_nsjail
+from codeapi.sandbox.host import prepare_host, resolve_nsjail, unreachable_base_dir
 from codeapi.sandbox.policy import (
     BASE_ENV,
     SECCOMP_POLICY,
@@ -54,8 +57,8 @@ from codeapi.sandbox.policy import (
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import Workspaces
 from codeapi.sessions.service import SessionService
-from codeapi.sessions.sweeper import run_sweeper
-from codeapi.state.archiver import run_archiver
+from codeapi.sessions.sweeper import sweep_once
+from codeapi.state.archiver import archive_once
 from codeapi.state.store import StatePolicy, StateStore
 from codeapi.storage import open_stores
 from codeapi.storage.blobs.base import BlobStore
@@ -159,18 +162,32 @@ def build_state_store(settings: Settings, metadata: MetadataStore, blobs: BlobSt
     return StateStore(metadata, blobs, policy)
 
 
-def start_warm_python(warm: WarmPython | None, settings: Settings, metadata: MetadataStore) -> list[asyncio.Task[None]]:
-    """The pool's replenisher and sweeper, and the state archiver; returns the tasks to cancel."""
+async def refuse_without_sandbox(executions: ExecutionService, base_dir: Path) -> None:
+    """A host where no sandbox starts would answer every run with a 500: stop at start-up instead,
+    saying what to fix when the cause is known."""
+    try:
+        await executions.check_sandbox()
+    except SandboxFailure as error:
+        cause = unreachable_base_dir(base_dir) or error.message
+        raise SandboxFailure(f"refusing to start: a test program could not run in a sandbox: {cause}") from error
+
+
+def start_loops(loops: Loops, settings: Settings, sessions: SessionService, warm: WarmPython | None) -> None:
+    """Every background loop, under the one rule of codeapi.observability.loops."""
+    interval_s = settings.session.cleanup_interval_minutes * 60
+    reap_orphans = settings.session.enable_orphan_s3_cleanup
+    loops.every("session sweeper", interval_s, lambda: sweep_once(sessions, reap_orphans, lock_s=interval_s))
     if warm is None:
-        return []
-    warm.pool.start()
+        return
     pool = warm.pool
     WARM_SANDBOXES.set_function(lambda: len(pool.warm))  # read at scrape time, never stale
     KEPT_SANDBOXES.set_function(lambda: len(pool.hot))
-    if warm.states is None:
-        return []
-    interval_s = settings.state.archive_check_interval_seconds
-    return [asyncio.create_task(run_archiver(warm.states, metadata, interval_s))]
+    loops.start("pool refill", pool.replenish_once, pool.wait_for_refill)
+    loops.every("pool sweep", pool.policy.sweep_interval_s, pool.sweep_once)
+    if warm.states is not None:
+        states = warm.states
+        archive_interval_s = settings.state.archive_check_interval_seconds
+        loops.every("state archiver", archive_interval_s, lambda: archive_once(states, sessions.metadata))
 
 
 def build_warm_python(
@@ -254,8 +271,8 @@ def create_app(settings: Settings) -> FastAPI:
         spool_dir.mkdir(exist_ok=True)
         warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
         executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings), warm)
-        background = start_warm_python(warm, settings, metadata)
         limiter = RateLimiter.for_backend(settings.redis)
+        loops = Loops()
         app.state.components = Components(
             executions=executions,
             sessions=sessions,
@@ -275,23 +292,17 @@ def create_app(settings: Settings) -> FastAPI:
             spool_dir=spool_dir,
             backends={"metadata": metadata.name, "files": blobs.name},
             check_sandbox=executions.check_sandbox,
+            loops=loops,
         )
-        sweeper = asyncio.create_task(
-            run_sweeper(
-                sessions,
-                interval_s=settings.session.cleanup_interval_minutes * 60,
-                reap_orphans=settings.session.enable_orphan_s3_cleanup,
-            )
-        )
-        logger.info("codeapi.started", version=__version__, metadata=metadata.name, files=blobs.name)
-        if settings.api.debug:
-            warn_debug_mode()
         try:
+            await refuse_without_sandbox(executions, sandbox.base_dir)
+            start_loops(loops, settings, sessions, warm)
+            logger.info("codeapi.started", version=__version__, metadata=metadata.name, files=blobs.name)
+            if settings.api.debug:
+                warn_debug_mode()
             yield
         finally:
-            for task in (sweeper, *background):
-                task.cancel()
-            await settle("background tasks", *(sweeper, *background))
+            await settle("background loops", asyncio.ensure_future(loops.stop()))
             if warm is not None:
                 await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
             # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.

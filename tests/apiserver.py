@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.backends import free_port
 from tests.conftest import API_KEY
-from tests.servers import free_port
 
 START_TIMEOUT_S = 60
 

@@ -21,9 +21,9 @@ import httpx
 import pytest
 import redis
 
+from bench.backends import TEST_REDIS_PORT, SeaweedServer, ensure_redis, start_seaweedfs
 from codeapi.app import create_app
 from codeapi.config import Settings
-from tests.servers import TEST_REDIS_PORT, SeaweedServer, ensure_redis, start_seaweedfs
 
 API_KEY = "test-key-0123456789abcdef"
 TEST_ROOT = Path("/tmp/codeapi-tests")

@@ -30,6 +30,7 @@ from codeapi.execution.program import Program, ProgramRunner, check_program_text
 from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs
 from codeapi.languages import get_language
 from codeapi.observability.metrics import EXECUTION_SECONDS, EXECUTIONS
+from codeapi.repl.sandbox import Lifecycle
 from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
@@ -219,19 +220,21 @@ class ExecutionService:
         self, warm: WarmPython, session: SessionRecord, request: ExecRequest, timeout_s: float
     ) -> Ran | None:
         """Python in a warm REPL sandbox: the session's kept one, else a fresh one with its state restored.
-        None when no REPL sandbox can be had (the zygote is not up yet): the caller runs one-shot."""
+        None when no REPL sandbox can be had and none is needed (WarmPython.check_one_shot_allowed)."""
         session_id = session.session_id
         saved = await warm.states.current(session_id) if warm.states is not None else None
         sandbox = await warm.pool.checkout(session_id, saved.revision if saved is not None else None)
         if sandbox is None:
+            warm.check_one_shot_allowed()
             return None
         chosen = await self.choose_inputs(session, request.files)
         await self.sessions.keep_in_use(session, chosen.values())
         kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
-        if kept is None and sandbox.used:
+        if kept is None and sandbox.lifecycle is not Lifecycle.FRESH:
             warm.pool.discard(sandbox)
             sandbox = await warm.pool.fresh()
             if sandbox is None:
+                warm.check_one_shot_allowed()
                 return None
         keep = False
         try:

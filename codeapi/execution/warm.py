@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeapi.errors import BackendUnavailable
 from codeapi.execution.files import Fingerprint, content_sha256, walk_outputs
 from codeapi.repl import protocol
 from codeapi.repl.pool import ReplPool
-from codeapi.repl.sandbox import CallResult, ReplSandbox
+from codeapi.repl.sandbox import CallResult, Lifecycle, ReplSandbox
 from codeapi.sandbox.policy import Termination
 from codeapi.state.store import StateStore
 from codeapi.storage.metadata.base import FileRecord, StateRecord
@@ -29,10 +30,19 @@ class WarmPython:
     capture_on_error: bool  # STATE_CAPTURE_ON_ERROR
 
     @property
-    def save_mode(self) -> str:
+    def save_mode(self) -> protocol.Save:
         if self.states is None:
-            return protocol.SAVE_NEVER
-        return protocol.SAVE_ALWAYS if self.capture_on_error else protocol.SAVE_ON_SUCCESS
+            return protocol.Save.NEVER
+        return protocol.Save.ALWAYS if self.capture_on_error else protocol.Save.ON_SUCCESS
+
+    def check_one_shot_allowed(self) -> None:
+        """No REPL sandbox within the zygote's start-up time. Without state persistence a one-shot run
+        loses nothing (the caller runs one, seeing None); with it, the run's variables would be lost
+        without a word, so the client is told to retry instead."""
+        if self.states is not None:
+            raise BackendUnavailable(
+                "The Python sandbox is starting; retry shortly (its variables are kept only on the warm path)"
+            )
 
 
 def unchanged_inputs(
@@ -43,7 +53,7 @@ def unchanged_inputs(
     The API writes inputs only into a directory no user code has run in yet (a kept sandbox may
     still run a user's background process), so anything else means a fresh sandbox.
     """
-    if not sandbox.used or set(chosen) != set(sandbox.manifest):
+    if sandbox.lifecycle is Lifecycle.FRESH or set(chosen) != set(sandbox.manifest):
         return None
     if any(sandbox.manifest[name][0] != record.file_id for name, record in chosen.items()):
         return None
@@ -62,11 +72,12 @@ def unchanged_inputs(
 
 def state_notes(call: CallResult, limit_bytes: int) -> list[str]:
     notes: list[str] = []
-    if call.state_skipped:
-        notes.append(f"Not kept for the next execution (cannot be serialised): {', '.join(call.state_skipped)}")
-    if call.state_too_large_bytes is not None:
+    report = call.report
+    if report is not None and report.state_skipped:
+        notes.append(f"Not kept for the next execution (cannot be serialised): {', '.join(report.state_skipped)}")
+    if report is not None and report.state_too_large is not None:
         notes.append(
-            f"Variables not saved: their serialised size ({call.state_too_large_bytes / MB:.1f} MB) exceeds "
+            f"Variables not saved: their serialised size ({report.state_too_large / MB:.1f} MB) exceeds "
             f"the limit of {limit_bytes // MB} MB; a restarted session starts without them"
         )
     if call.worker_died:
@@ -82,13 +93,14 @@ async def settle_state(
     A kept sandbox must hold exactly the saved state, so one whose changes were not saved (an
     error without STATE_CAPTURE_ON_ERROR, a timeout, a crash) is dropped: the next call restores.
     """
-    if warm.states is None or call.worker_died or call.result.termination is not Termination.EXITED:
+    report = call.report
+    if warm.states is None or report is None or call.result.termination is not Termination.EXITED:
         return False
-    if call.state_too_large_bytes is not None:
+    if report.state_too_large is not None:
         await warm.states.forget(session_id)  # an older saved state must not come back later
         sandbox.revision = None
         return True
-    if call.state is None:
+    if report.state is None:
         return False
-    sandbox.revision = await warm.states.save(session_id, call.state, call.state_raw_bytes, previous)
+    sandbox.revision = await warm.states.save(session_id, report.state, report.state_raw_bytes, previous)
     return True

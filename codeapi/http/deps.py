@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from codeapi.auth.gate import ANONYMOUS, AuthGate, Caller
 from codeapi.execution.service import ExecutionService
+from codeapi.observability.loops import Loops
 from codeapi.observability.usage import UsageLedger
 from codeapi.sessions.service import SessionService
 from codeapi.storage.metadata.base import ApiKeyRecord
@@ -30,6 +31,7 @@ class Components:
     spool_dir: Path
     backends: dict[str, str]
     check_sandbox: Callable[[], Awaitable[None]]
+    loops: Loops  # the background loops, for /health/detailed
 
 
 def components(request: Request) -> Components:

@@ -33,3 +33,4 @@ STATE_BYTES = Histogram(
     "Size of saved Python session state (compressed)",
     buckets=(1e3, 1e4, 1e5, 1e6, 1e7, 1e8),
 )
+LOOP_FAILURES = Counter("codeapi_background_loop_failures_total", "Failed passes of a background loop", ["loop"])

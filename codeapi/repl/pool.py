@@ -25,8 +25,6 @@ from codeapi.repl.sandbox import ReplLauncher, ReplSandbox, start_sandbox
 
 logger = structlog.get_logger(__name__)
 
-FAILURE_BACKOFF_S = 5.0
-
 
 @dataclass(frozen=True)
 class PoolPolicy:
@@ -50,22 +48,25 @@ class ReplPool:
         self.hot: OrderedDict[str, ReplSandbox] = OrderedDict()
         self.starting = 0
         self.refill = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
         self.teardowns: set[asyncio.Task[None]] = set()
+        # Whether the zygote should be up: from start-up, or (SANDBOX_POOL_WARMUP_ON_STARTUP=false)
+        # from the first Python call on.
+        self.wanted = policy.warmup_on_startup
+        self.zygote_failing = False  # the last attempt to start it failed
+        self.zygote_attempted = asyncio.Event()  # set when the current start attempt ends
 
     @property
     def available(self) -> bool:
         return self.launcher.zygote.alive
 
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self.replenish()), asyncio.create_task(self.sweep())]
+    @property
+    def ready(self) -> bool:
+        """Whether a Python call is served without waiting: the zygote is up, or it is started on
+        demand and nobody asked yet (a start-up without warm-up is ready at once)."""
+        return self.available or not self.wanted
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Tear every sandbox and the zygote down; the loops were stopped before."""
         everything = [*self.warm, *self.hot.values()]
         self.warm.clear()
         self.hot.clear()
@@ -73,7 +74,8 @@ class ReplPool:
         await self.launcher.zygote.stop()
 
     async def checkout(self, session_id: str, revision: str | None) -> ReplSandbox | None:
-        """The session's kept sandbox if it is at ``revision``, else a fresh one; None without a zygote."""
+        """The session's kept sandbox if it is at ``revision``, else a fresh one; None when the
+        zygote is not up within its start-up timeout."""
         kept = self.hot.pop(session_id, None)
         if kept is not None:
             if kept.alive and kept.revision == revision and not self.too_old(kept):
@@ -92,19 +94,27 @@ class ReplPool:
             self.discard(sandbox)
         if self.policy.exhaustion_trigger:
             self.refill.set()
-        if not self.available:
+        if not await self.wait_until_available():
             return None
-        try:
-            return await start_sandbox(self.launcher)
-        except SandboxFailure as error:
-            logger.warning("repl.start_failed", error=error.message)
-            return None
+        return await start_sandbox(self.launcher)
+
+    async def wait_until_available(self) -> bool:
+        """Until the zygote's next start attempt ends (started now if it is started on demand), at
+        most as long as a start may take; at once when the last attempt failed (the refill loop tries
+        again after its back-off, and /health/detailed shows it failing meanwhile)."""
+        if self.available or self.zygote_failing:
+            return self.available
+        self.wanted = True
+        self.refill.set()
+        attempt = self.zygote_attempted
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(attempt.wait(), self.policy.zygote_timeout_s)
+        return self.available
 
     def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
         if not (keep and sandbox.alive):
             self.discard(sandbox)
             return
-        sandbox.session_id = session_id
         self.hot[session_id] = sandbox
         self.hot.move_to_end(session_id)
         while len(self.hot) > self.policy.max_hot:
@@ -118,40 +128,48 @@ class ReplPool:
         task.add_done_callback(self.teardowns.discard)
 
     def health(self) -> dict[str, object]:
-        """For /health/detailed: Python still runs (one-shot) while the zygote is down, so this
-        degrades the service rather than failing it."""
+        """For /health/detailed: "starting" until the zygote is up (and /health/ready answers 503
+        meanwhile, so that a load balancer sends calls elsewhere)."""
+        if self.ready:
+            mode = "warm REPL" if self.available else "zygote started on the first Python call"
+        else:
+            mode = "the Python zygote is starting"
         return {
-            "status": "healthy" if self.available else "degraded",
-            "mode": "warm REPL" if self.available else "one-shot until the Python zygote is up",
+            "status": "healthy" if self.ready else "starting",
+            "mode": mode,
             "warm": len(self.warm),
             "kept": len(self.hot),
         }
 
-    def live_sandboxes(self) -> list[ReplSandbox]:
-        """Warm and kept sandboxes: alive on purpose between calls (containment checks skip them)."""
-        return [*self.warm, *self.hot.values()]
-
     def too_old(self, sandbox: ReplSandbox) -> bool:
         return time.monotonic() - sandbox.created_at > self.policy.max_age_s
 
-    async def replenish(self) -> None:
-        if self.policy.warmup_on_startup:
-            self.refill.set()
-        while True:
-            try:
-                await self.ensure_zygote()
-                await self.fill()
-            except SandboxFailure as error:
-                logger.warning("repl.replenish_failed", error=error.message)
-                await asyncio.sleep(FAILURE_BACKOFF_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.refill.wait(), self.policy.replenish_interval_s)
-            self.refill.clear()
+    async def replenish_once(self) -> None:
+        """One pass of the refill loop: the zygote up and the warm set full, once Python is wanted."""
+        if self.wanted:
+            await self.ensure_zygote()
+            await self.fill()
+
+    async def wait_for_refill(self) -> None:
+        """The refill loop's pause: a checkout that took a warm sandbox, or the interval."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.refill.wait(), self.policy.replenish_interval_s)
+        self.refill.clear()
 
     async def ensure_zygote(self) -> None:
-        if not self.launcher.zygote.alive:
+        if self.launcher.zygote.alive:
+            return
+        try:
             await self.launcher.zygote.stop()
             await self.launcher.zygote.start(self.policy.zygote_timeout_s)
+        except BaseException:
+            self.zygote_failing = True
+            raise
+        else:
+            self.zygote_failing = False
+        finally:
+            attempt, self.zygote_attempted = self.zygote_attempted, asyncio.Event()
+            attempt.set()  # wakes the calls waiting for this attempt
 
     async def fill(self) -> None:
         while (missing := self.policy.warm_target - len(self.warm) - self.starting) > 0:
@@ -169,14 +187,13 @@ class ReplPool:
             if failures:
                 raise SandboxFailure(f"{len(failures)} warm sandboxes failed to start: {failures[0]!r}")
 
-    async def sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.policy.sweep_interval_s)
-            cutoff = time.monotonic() - self.policy.idle_ttl_s
-            for session_id, sandbox in list(self.hot.items()):
-                if sandbox.last_used_at < cutoff or not sandbox.alive:
-                    del self.hot[session_id]
-                    self.discard(sandbox)
-            for sandbox in [item for item in self.warm if not item.alive or self.too_old(item)]:
-                self.warm.remove(sandbox)
+    async def sweep_once(self) -> None:
+        """One pass of the sweep loop: idle kept sandboxes and dead or old warm ones go."""
+        cutoff = time.monotonic() - self.policy.idle_ttl_s
+        for session_id, sandbox in list(self.hot.items()):
+            if sandbox.last_used_at < cutoff or not sandbox.alive:
+                del self.hot[session_id]
                 self.discard(sandbox)
+        for sandbox in [item for item in self.warm if not item.alive or self.too_old(item)]:
+            self.warm.remove(sandbox)
+            self.discard(sandbox)

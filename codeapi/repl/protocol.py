@@ -1,4 +1,4 @@
-"""The REPL wire format between the API and the worker in the jail (stdlib only, no constant twice).
+"""The REPL wire formats, API <-> worker and API <-> zygote, defined once for both sides (stdlib only).
 
 The worker is the pre-imported interpreter that runs user code; the API talks to it over a socket
 of their own (fd 3 in the worker), never over the user's stdout or stderr. A frame is
@@ -14,27 +14,17 @@ observation of the call (output, time, how it ended), which the API makes from o
 
 from __future__ import annotations
 
+import enum
 import json
 import struct
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
 
 PREFIX = struct.Struct(">II")
 MAX_HEADER_BYTES = 256 * 1024
-# A frame without large blobs (ready, run without state) stays under this.
+# A frame without a state (ready, done, run with code up to the API's 1 MiB cap) stays under this.
 SMALL_FRAME_BYTES = 4 * 1024 * 1024
-
-# Message types.
-READY = "ready"  # worker -> API: the worker joined its jail and can take calls
-RUN = "run"  # API -> worker
-DONE = "done"  # worker -> API: the call's code returned (or raised)
-
-# When the worker saves its state after a call.
-SAVE_NEVER = "never"
-SAVE_ON_SUCCESS = "success"
-SAVE_ALWAYS = "always"
 
 # State blobs: one codec byte, then the compressed cloudpickle of the user namespace.
 CODEC_ZSTD = b"Z"
@@ -50,24 +40,171 @@ class ProtocolError(Exception):
     """A peer sent something that is not a well-formed frame within the caps."""
 
 
-class Frame:
-    __slots__ = ("header", "blobs")
+class Save(enum.Enum):
+    """When the worker saves its state after a call."""
 
-    def __init__(self, header: dict[str, Any], blobs: dict[str, bytes] | None = None) -> None:
-        self.header = header
-        self.blobs = blobs if blobs is not None else {}
-
-    @property
-    def kind(self) -> str:
-        return str(self.header.get("type", ""))
+    NEVER = "never"
+    ON_SUCCESS = "success"
+    ALWAYS = "always"
 
 
-def encode(header: dict[str, Any], blobs: dict[str, bytes] | None = None) -> bytes:
-    blobs = blobs or {}
-    full = dict(header, blobs=[[name, len(data)] for name, data in blobs.items()])
-    encoded = json.dumps(full, separators=(",", ":")).encode()
+@dataclass(frozen=True)
+class Ready:
+    """worker -> API: the worker joined its jail and can take calls."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """API -> worker: run ``code`` (the program's UTF-8 text, sent as a blob: any size up to the
+    frame cap, no JSON escaping). ``call`` is a fresh random nonce the worker learns only now: its
+    report must name it, so nothing written to the link before the call can pass for its report."""
+
+    call: str
+    code: bytes
+    args: tuple[str, ...]
+    save: Save
+    state: bytes | None = None  # the namespace to restore first
+
+
+@dataclass(frozen=True)
+class Done:
+    """worker -> API: the call's code returned (or raised); its own word on that, nothing more."""
+
+    call: str
+    exit_code: int
+    failed: bool  # the code raised
+    state: bytes | None = None
+    state_raw_bytes: int = 0
+    state_skipped: tuple[str, ...] = ()
+    state_too_large: int | None = None  # the compressed size of a state over the limit (not sent)
+
+
+Message = Ready | Run | Done
+KINDS: dict[str, type[Message]] = {"ready": Ready, "run": Run, "done": Done}
+KIND_OF = {kind: name for name, kind in KINDS.items()}
+
+
+# The zygote's control channel: a SOCK_SEQPACKET pair between the API and the zygote, one JSON
+# object per datagram (a Spawn carries the init's pidfd and the worker's fds beside it).
+@dataclass(frozen=True)
+class ZygoteReady:
+    """zygote -> API: the data stack is imported; it takes Spawn requests."""
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """API -> zygote: fork a worker into the jail whose init is ``init_pid`` (a host pid)."""
+
+    token: str
+    init_pid: int
+    uid: int
+    cgroups: tuple[str, ...]  # the init's own cgroup directories, one per controller
+    max_state_bytes: int
+
+
+@dataclass(frozen=True)
+class Spawned:
+    token: str
+    pid: int  # the worker's host pid
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    token: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """zygote -> API: a worker it forked was reaped."""
+
+    pid: int
+    status: int  # negative: the signal that ended it
+
+
+Control = ZygoteReady | Spawn | Spawned | SpawnFailed | Exited
+CONTROL_KINDS: dict[str, type[Control]] = {
+    "ready": ZygoteReady,
+    "spawn": Spawn,
+    "spawned": Spawned,
+    "spawn_failed": SpawnFailed,
+    "exited": Exited,
+}
+CONTROL_KIND_OF = {kind: name for name, kind in CONTROL_KINDS.items()}
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Every field's wire check and conversion, by its annotation (the dataclasses above are the only types).
+FIELD_TYPES: dict[str, tuple[Callable[[object], bool], Callable[[Any], Any]]] = {
+    "int": (is_int, int),
+    "bool": (lambda value: isinstance(value, bool), bool),
+    "str": (lambda value: isinstance(value, str), str),
+    "bytes": (lambda value: isinstance(value, bytes), bytes),
+    "bytes | None": (lambda value: value is None or isinstance(value, bytes), lambda value: value),
+    "int | None": (lambda value: value is None or is_int(value), lambda value: value),
+    "tuple[str, ...]": (lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value), tuple),
+    "Save": (lambda value: value in {item.value for item in Save}, Save),
+}
+
+
+def encode(message: Message) -> bytes:
+    """One frame: bytes fields travel as blobs, the others in the JSON header (None fields not at all)."""
+    header: dict[str, Any] = {"type": KIND_OF[type(message)]}
+    blobs: dict[str, bytes] = {}
+    for item in fields(message):
+        value = getattr(message, item.name)
+        if isinstance(value, bytes):
+            blobs[item.name] = value
+        elif value is not None:
+            header[item.name] = value.value if isinstance(value, Save) else value
+    header["blobs"] = [[name, len(data)] for name, data in blobs.items()]
+    encoded = json.dumps(header, separators=(",", ":")).encode()
     body_len = sum(len(data) for data in blobs.values())
     return b"".join((PREFIX.pack(len(encoded), body_len), encoded, *blobs.values()))
+
+
+def decode(header: dict[str, Any], blobs: dict[str, bytes]) -> Message:
+    """The message a frame carries (see build)."""
+    message: Message = build(KINDS, header, blobs)
+    return message
+
+
+def encode_control(message: Control) -> bytes:
+    return json.dumps({"type": CONTROL_KIND_OF[type(message)], **asdict(message)}).encode()
+
+
+def decode_control(data: bytes) -> Control:
+    try:
+        header = json.loads(data)
+    except ValueError as error:
+        raise ProtocolError(f"control message is not JSON: {error}") from error
+    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        raise ProtocolError("control message is not an object with a type")
+    message: Control = build(CONTROL_KINDS, header, {})
+    return message
+
+
+def build(kinds: dict[str, type[Any]], header: dict[str, Any], blobs: dict[str, bytes]) -> Any:
+    """The message ``header`` and ``blobs`` make, every field checked against its type (a peer may
+    be hostile); names the message does not define are ignored."""
+    kind = kinds.get(header["type"])
+    if kind is None:
+        raise ProtocolError(f"unknown message type {header['type']!r}")
+    values: dict[str, Any] = {}
+    for item in fields(kind):
+        value = blobs[item.name] if item.name in blobs else header.get(item.name, item.default)
+        if value is MISSING:
+            raise ProtocolError(f"{header['type']} without {item.name}")
+        valid, convert = FIELD_TYPES[str(item.type)]
+        if not valid(value):
+            raise ProtocolError(f"{header['type']}.{item.name} is not {item.type}")
+        values[item.name] = convert(value)
+    return kind(**values)
 
 
 def parse_header(raw: bytes, body_len: int) -> dict[str, Any]:
@@ -95,13 +232,13 @@ def valid_section(item: Any) -> bool:
     )
 
 
-def split_body(header: dict[str, Any], body: bytes) -> Frame:
+def split_body(header: dict[str, Any], body: bytes) -> Message:
     blobs: dict[str, bytes] = {}
     offset = 0
     for name, length in header.pop("blobs", []):
         blobs[name] = body[offset : offset + length]
         offset += length
-    return Frame(header, blobs)
+    return decode(header, blobs)
 
 
 class FrameDecoder:
@@ -111,9 +248,9 @@ class FrameDecoder:
         self.max_frame_bytes = max_frame_bytes
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes) -> list[Message]:
         self.buffer += data
-        frames: list[Frame] = []
+        frames: list[Message] = []
         while len(self.buffer) >= PREFIX.size:
             header_len, body_len = PREFIX.unpack_from(self.buffer)
             check_lengths(header_len, body_len, self.max_frame_bytes)
@@ -135,5 +272,5 @@ def check_lengths(header_len: int, body_len: int, max_frame_bytes: int) -> None:
 
 
 def frame_cap(max_state_bytes: int) -> int:
-    """The largest frame a well-behaved peer sends: a state plus the headers and the code."""
+    """The largest frame a well-behaved peer sends: a state plus the header and the code."""
     return max_state_bytes + SMALL_FRAME_BYTES

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 import secrets
 import select
+import shutil
 import signal
 import socket
 import time
@@ -26,7 +28,6 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -45,6 +46,10 @@ from codeapi.sandbox.workspace import JobDirs, Workspaces
 logger = structlog.get_logger(__name__)
 
 INIT = "/usr/bin/catatonit"
+# The jail sees, in place of INIT, a copy it may run but not read: a process started from a file its
+# user cannot read is not dumpable, so user code can neither read nor write the init's memory
+# (/proc/1/mem) nor ptrace it, and the init (which outlives every call) cannot be made to run its code.
+EXECUTE_ONLY = 0o111
 READY_LINE = b"ready\n"
 # Once the other processes were sent SIGKILL, the call waits this long for them to be gone.
 STRAYS_WAIT_S = 1.0
@@ -70,9 +75,20 @@ class ReplLauncher:
     warmup_timeout_s: float
     max_state_bytes: int
 
+    def __post_init__(self) -> None:
+        copy = self.init_copy
+        shutil.copyfile(INIT, copy.with_suffix(".new"))
+        copy.with_suffix(".new").chmod(EXECUTE_ONLY)
+        copy.with_suffix(".new").replace(copy)
+
+    @property
+    def init_copy(self) -> Path:
+        return self.workspaces.system_dir / "catatonit"
+
     def binds(self) -> tuple[Bind, ...]:
         venv = self.runtime_dir / "python"
         return (
+            Bind(self.init_copy, INIT),
             *(mount.bind(self.runtime_dir) for mount in self.spec.mounts),
             # The zygote imported the data stack from the host path: modules load data files
             # (fonts, tables) through it later, so the venv is visible there too, read-only.
@@ -86,13 +102,16 @@ class ReplLauncher:
 
 @dataclass(frozen=True)
 class CallResult:
+    """What the API observed (output, time, how it ended) and, after a normal end, the worker's
+    own word on the call (whether the code raised, its state): it cannot change the former."""
+
     result: SandboxResult
-    state: bytes | None = None
-    state_raw_bytes: int = 0
-    state_skipped: tuple[str, ...] = ()
-    state_too_large_bytes: int | None = None
-    failed: bool = False  # the code raised
-    worker_died: bool = False  # the sandbox cannot take another call
+    report: protocol.Done | None
+    worker_died: bool  # the sandbox cannot take another call
+
+    @property
+    def failed(self) -> bool:
+        return self.report is not None and self.report.failed
 
 
 @dataclass
@@ -144,6 +163,12 @@ def pid_namespace_members(namespace: int) -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit() and pid_namespace(int(name)) == namespace]
 
 
+class Lifecycle(enum.Enum):
+    FRESH = "fresh"  # started, no user code ran in it yet: /mnt/data may take a call's inputs
+    USED = "used"  # user code ran in it; alive between calls (a kept or returned sandbox)
+    BROKEN = "broken"  # cannot take another call: it is being or will be destroyed
+
+
 @dataclass
 class ReplSandbox:
     launcher: ReplLauncher
@@ -156,49 +181,33 @@ class ReplSandbox:
     output: SandboxOutput
     created_at: float = field(default_factory=time.monotonic)
     last_used_at: float = field(default_factory=time.monotonic)
-    session_id: str | None = None
+    lifecycle: Lifecycle = Lifecycle.FRESH
     revision: str | None = None  # the saved state this sandbox's namespace corresponds to
     # /mnt/data as the last call left it: name -> (file id, fingerprint), kept by the execution layer
     manifest: dict[str, tuple[str, object]] = field(default_factory=dict)
-    used: bool = False
-    broken: bool = False
-    calls: int = 0
 
     @property
     def alive(self) -> bool:
-        return not self.broken and self.jail.running
+        return self.lifecycle is not Lifecycle.BROKEN and self.jail.running
 
     @property
     def cgroup(self) -> cgroups.JobCgroup | None:
         return self.jail.cgroup
 
     async def call(
-        self, code: str, args: tuple[str, ...], timeout_s: float, save: str, restore: bytes | None
+        self, code: str, args: tuple[str, ...], timeout_s: float, save: protocol.Save, restore: bytes | None
     ) -> CallResult:
-        self.used = True
-        self.calls += 1
-        call_id = str(self.calls)
-        header: dict[str, Any] = {
-            "type": protocol.RUN,
-            "id": call_id,
-            "code": code,
-            "args": list(args),
-            "save": save,
-            "max_state_bytes": self.launcher.max_state_bytes,
-        }
+        self.lifecycle = Lifecycle.USED
+        request = protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore)
         reset_memory_peak(self.cgroup)
         self.output.begin(self.launcher.limits.output_bytes)
         started = time.monotonic()
         try:
-            ending, frame = await self.exchange(
-                protocol.encode(header, {"state": restore} if restore else None), timeout_s
-            )
-            if ending is Termination.EXITED and not is_report(frame, call_id):
-                ending, frame = None, None  # anything but its own report: treated as a dead worker
+            ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
             # The call's other processes end with it; the worker survives only a normal end.
             await self.jail.kill_others(keep_worker=ending is Termination.EXITED)
         except BaseException:
-            self.broken = True  # cancelled mid-call: the sandbox is in an unknown state
+            self.lifecycle = Lifecycle.BROKEN  # cancelled mid-call: the sandbox is in an unknown state
             raise
         stdout, stderr = self.output.finish()
         if ending is Termination.EXITED and (stdout.truncated or stderr.truncated):
@@ -206,22 +215,23 @@ class ReplSandbox:
             await self.jail.kill_others(keep_worker=False)
         wall_ms = int((time.monotonic() - started) * 1000)
         self.last_used_at = time.monotonic()
-        report = frame.header if frame is not None and ending is Termination.EXITED else {}
-        exit_code = report.get("exit_code") if isinstance(report.get("exit_code"), int) else 0
-        assert isinstance(exit_code, int)
+        exit_code = report.exit_code if report is not None else 0
         worker_died = ending is None
         if ending is not Termination.EXITED:
-            self.broken = True
+            self.lifecycle = Lifecycle.BROKEN
+            report = None
             ending, exit_code = await self.abnormal_end(ending)
         output = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
-        result = SandboxResult(exit_code, *output, wall_ms, ending)
-        return interpret_report(result, report, frame if report else None, worker_died)
+        return CallResult(SandboxResult(exit_code, *output, wall_ms, ending), report, worker_died)
 
-    async def exchange(self, request: bytes, timeout_s: float) -> tuple[Termination | None, protocol.Frame | None]:
+    async def exchange(
+        self, request: bytes, call: str, timeout_s: float
+    ) -> tuple[Termination | None, protocol.Done | None]:
         """Send the call and wait for its report, an output overflow or the deadline.
 
         Returns EXITED with the report, OUTPUT_LIMIT, TIMEOUT, or None when the worker died or
-        broke the protocol. Only the report leaves the worker alive.
+        broke the protocol: sent anything but the report naming this call (a thread left over from
+        an earlier call cannot know the name). Only the report leaves the worker alive.
         """
         reading = asyncio.ensure_future(self.send_and_read(request))
         overflow = asyncio.ensure_future(self.output.overflowed.wait())
@@ -232,16 +242,20 @@ class ReplSandbox:
                 task.cancel()
         if reading in done:
             try:
-                return Termination.EXITED, reading.result()
+                report = reading.result()
             except (asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
                 logger.debug("repl.worker_gone", job_id=self.job_id, error=type(error).__name__)
                 return None, None
+            if not isinstance(report, protocol.Done) or report.call != call:
+                logger.warning("repl.unrequested_report", job_id=self.job_id)
+                return None, None
+            return Termination.EXITED, report
         return (Termination.OUTPUT_LIMIT if overflow in done else Termination.TIMEOUT), None
 
-    async def send_and_read(self, request: bytes) -> protocol.Frame:
+    async def send_and_read(self, request: bytes) -> protocol.Message:
         self.writer.write(request)
         await self.writer.drain()
-        return await read_frame(self.reader, self.launcher.max_frame_bytes)
+        return await read_message(self.reader, self.launcher.max_frame_bytes)
 
     async def abnormal_end(self, ending: Termination | None) -> tuple[Termination, int]:
         """How a call that broke the sandbox ended (None: the worker died or broke the protocol)."""
@@ -255,32 +269,9 @@ class ReplSandbox:
         return Termination.EXITED, status if status is not None else 1
 
     async def destroy(self) -> None:
-        self.broken = True
+        self.lifecycle = Lifecycle.BROKEN
         self.writer.close()
         await self.stack.aclose()
-
-
-def is_report(frame: protocol.Frame | None, call_id: str) -> bool:
-    return frame is not None and frame.kind == protocol.DONE and frame.header.get("id") == call_id
-
-
-def interpret_report(
-    result: SandboxResult, report: dict[str, Any], frame: protocol.Frame | None, worker_died: bool
-) -> CallResult:
-    """The worker's own word on its call (whether the code raised, its state); it cannot change the
-    output, time or ending the API observed."""
-    skipped = report.get("state_skipped", [])
-    too_large = report.get("state_too_large")
-    raw_bytes = report.get("state_raw_bytes")
-    return CallResult(
-        result,
-        state=frame.blobs.get("state") if frame is not None else None,
-        state_raw_bytes=raw_bytes if isinstance(raw_bytes, int) else 0,
-        state_skipped=tuple(str(item) for item in skipped) if isinstance(skipped, list) else (),
-        state_too_large_bytes=too_large if isinstance(too_large, int) else None,
-        failed=report.get("failed") is True,
-        worker_died=worker_died,
-    )
 
 
 def reset_memory_peak(cgroup: cgroups.JobCgroup | None) -> None:
@@ -292,7 +283,7 @@ def reset_memory_peak(cgroup: cgroups.JobCgroup | None) -> None:
             (cgroup.path("memory") / name).write_text("0")
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame_bytes: int) -> protocol.Frame:
+async def read_message(reader: asyncio.StreamReader, max_frame_bytes: int) -> protocol.Message:
     header_len, body_len = protocol.PREFIX.unpack(await reader.readexactly(protocol.PREFIX.size))
     protocol.check_lengths(header_len, body_len, max_frame_bytes)
     header = protocol.parse_header(await reader.readexactly(header_len), body_len)
@@ -363,19 +354,20 @@ async def launch(
             (worker_end.fileno(), stdout_write, stderr_write),
             dirs.uid,
             worker_cgroups(cgroup, init_pid),
+            launcher.max_state_bytes,
         )
     reader, writer = await asyncio.open_unix_connection(sock=api_end)
     sandbox = ReplSandbox(
         launcher, job_id, dirs, Jail(process, init_pid, pidfd, worker_pid, cgroup), stack, reader, writer, output
     )
     try:
-        frame = await asyncio.wait_for(
-            read_frame(reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
+        ready = await asyncio.wait_for(
+            read_message(reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
         )
     except (TimeoutError, asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
         raise SandboxFailure(f"the REPL worker did not become ready ({type(error).__name__})") from error
-    if frame.kind != protocol.READY:
-        raise SandboxFailure(f"the REPL worker sent {frame.kind!r} instead of {protocol.READY!r}")
+    if not isinstance(ready, protocol.Ready):
+        raise SandboxFailure(f"the REPL worker sent {type(ready).__name__} instead of Ready")
     return sandbox
 
 

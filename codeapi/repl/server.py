@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import faulthandler
 import fcntl
 import importlib
@@ -46,15 +47,14 @@ FD_PARKING = 64  # above fds 0-3 and whatever the zygote held while receiving
 ZSTD_LEVEL = 3
 
 
-def read_frame(link: socket.socket, max_frame_bytes: int) -> protocol.Frame | None:
-    decoder = protocol.FrameDecoder(max_frame_bytes)
+def read_message(link: socket.socket, decoder: protocol.FrameDecoder) -> protocol.Message | None:
     while True:
         data = link.recv(READ_CHUNK)
         if not data:
             return None
-        frames = decoder.feed(data)
-        if frames:
-            return frames[0]  # the API sends one request and waits for its answer
+        messages = decoder.feed(data)
+        if messages:
+            return messages[0]  # the API sends one request and waits for its answer
 
 
 def compress(raw: bytes) -> bytes:
@@ -100,8 +100,9 @@ def serialise(namespace: dict[str, Any]) -> tuple[bytes, list[str]]:
 
 
 class Worker:
-    def __init__(self, link: socket.socket) -> None:
+    def __init__(self, link: socket.socket, max_state_bytes: int) -> None:
         self.link = link
+        self.max_state_bytes = max_state_bytes
         self.module = types.ModuleType("__main__")
         self.module.__dict__.update(__builtins__=builtins, __file__=protocol.SCRIPT_PATH)
         sys.modules["__main__"] = self.module
@@ -111,34 +112,27 @@ class Worker:
         return self.module.__dict__
 
     def serve(self) -> None:
-        self.link.sendall(protocol.encode({"type": protocol.READY, "pid": os.getpid()}))
-        max_frame = protocol.SMALL_FRAME_BYTES
+        self.link.sendall(protocol.encode(protocol.Ready(os.getpid())))
         user_handler = reap_between_calls()
         while True:
-            frame = read_frame(self.link, max_frame)
-            if frame is None or frame.kind != protocol.RUN:
+            request = read_message(self.link, protocol.FrameDecoder(protocol.frame_cap(self.max_state_bytes)))
+            if not isinstance(request, protocol.Run):
                 return
-            max_frame = protocol.frame_cap(int(frame.header["max_state_bytes"]))
             set_sigchld(user_handler)  # during a call, its children are the code's own to wait for
-            answer = self.handle(frame)
+            answer = self.handle(request)
             user_handler = reap_between_calls()
-            self.link.sendall(answer)
+            self.link.sendall(protocol.encode(answer))
 
-    def handle(self, frame: protocol.Frame) -> bytes:
-        header = frame.header
-        if "state" in frame.blobs:
-            self.restore(frame.blobs["state"])
-        sys.argv = [protocol.SCRIPT_PATH, *map(str, header.get("args", []))]
-        exit_code, failed = self.execute(str(header["code"]))
+    def handle(self, request: protocol.Run) -> protocol.Done:
+        if request.state is not None:
+            self.restore(request.state)
+        sys.argv = [protocol.SCRIPT_PATH, *request.args]
+        exit_code, failed = self.execute(request.code.decode())
         flush_streams()
-        done: dict[str, Any] = {"type": protocol.DONE, "id": header["id"], "exit_code": exit_code, "failed": failed}
-        save = header.get("save")
-        blobs: dict[str, bytes] = {}
-        if save == protocol.SAVE_ALWAYS or (save == protocol.SAVE_ON_SUCCESS and not failed):
-            blob = self.capture(done, int(header["max_state_bytes"]))
-            if blob is not None:
-                blobs["state"] = blob
-        return protocol.encode(done, blobs)
+        done = protocol.Done(request.call, exit_code, failed)
+        if request.save is protocol.Save.ALWAYS or (request.save is protocol.Save.ON_SUCCESS and not failed):
+            return self.capture(done)
+        return done
 
     def restore(self, blob: bytes) -> None:
         try:
@@ -146,14 +140,13 @@ class Worker:
         except Exception as error:  # unpickling runs arbitrary __setstate__ code
             sys.stderr.write(f"Could not restore the session's variables: {type(error).__name__}: {error}\n")
 
-    def capture(self, done: dict[str, Any], max_state_bytes: int) -> bytes | None:
+    def capture(self, done: protocol.Done) -> protocol.Done:
         raw, skipped = serialise(self.namespace)
         blob = compress(raw)
-        done.update(state_raw_bytes=len(raw), state_skipped=skipped)
-        if len(blob) > max_state_bytes:
-            done["state_too_large"] = len(blob)
-            return None
-        return blob
+        done = dataclasses.replace(done, state_raw_bytes=len(raw), state_skipped=tuple(skipped))
+        if len(blob) > self.max_state_bytes:
+            return dataclasses.replace(done, state_too_large=len(blob))
+        return dataclasses.replace(done, state=blob)
 
     def execute(self, code: str) -> tuple[int, bool]:
         """Run the code; returns (exit code, whether it raised). User code may raise anything."""
@@ -264,7 +257,7 @@ def point_matplotlib_home() -> None:
             setattr(matplotlib, name, lambda: configdir)
 
 
-def become_worker(worker_fds: list[int], filters: list[kernel.Filter]) -> None:
+def become_worker(worker_fds: list[int], filters: list[kernel.Filter], max_state_bytes: int) -> None:
     """In the forked, isolated child: tidy the process up as a fresh interpreter would be, then serve."""
     os.setsid()
     place_descriptors(worker_fds)
@@ -274,4 +267,4 @@ def become_worker(worker_fds: list[int], filters: list[kernel.Filter]) -> None:
     sys.path = [CODE_DIR, *(entry for entry in sys.path[1:] if entry)]
     point_matplotlib_home()
     kernel.install_seccomp_filters(filters)
-    Worker(link).serve()
+    Worker(link, max_state_bytes).serve()

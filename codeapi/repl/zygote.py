@@ -23,16 +23,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
-import json
 import os
 import resource
 import selectors
 import signal
 import socket
 import sys
-from typing import Any
 
-from codeapi.repl import kernel, server
+from codeapi.repl import kernel, protocol, server
 
 # Imported once here so that no worker pays for them; the list covers what generated analysis code
 # reaches for first. Anything else is imported by the worker on demand, as in a one-shot run.
@@ -77,8 +75,8 @@ def preload(mpl_dir: str) -> None:
     gc.freeze()
 
 
-def send(control: socket.socket, message: dict[str, Any]) -> None:
-    control.send(json.dumps(message).encode())
+def send(control: socket.socket, message: protocol.Control) -> None:
+    control.send(protocol.encode_control(message))
 
 
 def join_cgroups(directories: list[str]) -> None:
@@ -93,13 +91,13 @@ def copy_limits(pid: int) -> None:
     os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, pid))
 
 
-def isolate(request: dict[str, Any], pidfd: int) -> None:
+def isolate(request: protocol.Spawn, pidfd: int) -> None:
     """Runs in the forked worker, already in the jail's pid namespace, still root on the host."""
-    init_pid = int(request["init_pid"])  # a host pid: /proc here is still the host's
-    uid = int(request["uid"])
-    join_cgroups(list(request["cgroups"]))
+    uid = request.uid
+    join_cgroups(list(request.cgroups))
     copy_limits(JAIL_INIT_PID)  # rlimit/priority calls take pids of our own (the jail's) pid namespace
-    kernel.enter_namespaces(pidfd, kernel.namespace_flags(init_pid))
+    # request.init_pid is a host pid: /proc here is still the host's
+    kernel.enter_namespaces(pidfd, kernel.namespace_flags(request.init_pid))
     kernel.drop_capability_bounding_set()
     os.setgroups([])
     os.setresgid(uid, uid, uid)
@@ -109,7 +107,7 @@ def isolate(request: dict[str, Any], pidfd: int) -> None:
 
 
 def start_worker(
-    request: dict[str, Any], pidfd: int, worker_fds: list[int], report_fd: int, filters: list[kernel.Filter]
+    request: protocol.Spawn, pidfd: int, worker_fds: list[int], report_fd: int, filters: list[kernel.Filter]
 ) -> None:
     """The forked child: isolate, report, serve. Never returns."""
     status = 1
@@ -120,7 +118,7 @@ def start_worker(
         os.close(pidfd)
         os.write(report_fd, b"ok")
         os.close(report_fd)
-        server.become_worker(worker_fds, filters)
+        server.become_worker(worker_fds, filters, request.max_state_bytes)
         status = 0
     except BaseException as error:  # teardown of a forked child: report whatever went wrong, then exit
         with contextlib.suppress(OSError):
@@ -136,10 +134,9 @@ class Zygote:
         self.workers: set[int] = set()
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
 
-    def spawn(self, request: dict[str, Any], pidfd: int, worker_fds: list[int]) -> dict[str, Any]:
-        token = request.get("token")
+    def spawn(self, request: protocol.Spawn, pidfd: int, worker_fds: list[int]) -> protocol.Control:
         if self.filters is None:
-            self.filters = kernel.read_seccomp_filters(int(request["init_pid"]))
+            self.filters = kernel.read_seccomp_filters(request.init_pid)
         report_read, report_write = os.pipe()
         # Children are born into the jail's pid namespace (one fork, not two: forking this large
         # process is the expensive part); the zygote itself stays where it is.
@@ -156,9 +153,9 @@ class Zygote:
         with os.fdopen(report_read, "rb") as report:
             outcome = report.read(4096).decode(errors="replace")
         if outcome != "ok":
-            return {"type": "spawn_failed", "token": token, "error": outcome or "the worker died while starting"}
+            return protocol.SpawnFailed(request.token, outcome or "the worker died while starting")
         self.workers.add(child)
-        return {"type": "spawned", "token": token, "pid": child}
+        return protocol.Spawned(request.token, child)
 
     def reap(self) -> None:
         while True:
@@ -170,7 +167,7 @@ class Zygote:
                 return
             if pid in self.workers:
                 self.workers.discard(pid)
-                send(self.control, {"type": "exited", "pid": pid, "status": os.waitstatus_to_exitcode(status)})
+                send(self.control, protocol.Exited(pid, os.waitstatus_to_exitcode(status)))
 
     def serve(self) -> None:
         wake_read, wake_write = os.pipe()
@@ -192,13 +189,17 @@ class Zygote:
                 self.answer(data, fds)
 
     def answer(self, data: bytes, fds: list[int]) -> None:
-        request = json.loads(data)
+        reply: protocol.Control
         try:
-            if request.get("type") != "spawn" or len(fds) != SPAWN_FDS:
-                raise ValueError("bad request")
-            reply = self.spawn(request, fds[0], fds[1:])
-        except (OSError, ValueError, KeyError) as error:
-            reply = {"type": "spawn_failed", "token": request.get("token"), "error": str(error)}
+            request = protocol.decode_control(data)
+            if not isinstance(request, protocol.Spawn) or len(fds) != SPAWN_FDS:
+                raise protocol.ProtocolError("bad request")
+            try:
+                reply = self.spawn(request, fds[0], fds[1:])
+            except OSError as error:
+                reply = protocol.SpawnFailed(request.token, str(error))
+        except protocol.ProtocolError as error:
+            reply = protocol.SpawnFailed("", str(error))  # the API learns nothing it waits for
         finally:
             for fd in fds:
                 os.close(fd)
@@ -209,7 +210,7 @@ def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the API
     preload(argv[2])
-    send(control, {"type": "ready"})
+    send(control, protocol.ZygoteReady())
     Zygote(control).serve()
     return 0
 

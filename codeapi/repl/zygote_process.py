@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
 import socket
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 import codeapi
 from codeapi.errors import SandboxFailure
+from codeapi.repl import protocol
 
 logger = structlog.get_logger(__name__)
 
@@ -36,7 +35,7 @@ class ZygoteProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
         self.ready = asyncio.Event()
-        self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.replies: dict[str, asyncio.Future[protocol.Spawned | protocol.SpawnFailed]] = {}
         self.exits: dict[int, int] = {}
         self.exit_changed = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
@@ -81,8 +80,8 @@ class ZygoteProcess:
         loop = asyncio.get_running_loop()
         try:
             while data := await loop.sock_recv(self.control, MESSAGE_BYTES):
-                self.dispatch(json.loads(data))
-        except (OSError, ValueError) as error:
+                self.dispatch(protocol.decode_control(data))
+        except (OSError, protocol.ProtocolError) as error:
             logger.warning("repl.zygote_channel_failed", error=str(error))
         finally:
             self.ready.clear()
@@ -90,44 +89,44 @@ class ZygoteProcess:
                 if not future.done():
                     future.set_exception(SandboxFailure("the Python zygote exited"))
 
-    def dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "ready":
+    def dispatch(self, message: protocol.Control) -> None:
+        if isinstance(message, protocol.ZygoteReady):
             self.ready.set()
-        elif kind == "exited":
-            self.exits[int(message["pid"])] = int(message["status"])
+        elif isinstance(message, protocol.Exited):
+            self.exits[message.pid] = message.status
             while len(self.exits) > MAX_REMEMBERED_EXITS:  # workers torn down on purpose: nobody asks
                 del self.exits[next(iter(self.exits))]
             self.exit_changed.set()
             self.exit_changed = asyncio.Event()
-        elif kind in ("spawned", "spawn_failed"):
-            future = self.replies.pop(str(message.get("token")), None)
+        elif isinstance(message, (protocol.Spawned, protocol.SpawnFailed)):
+            future = self.replies.pop(message.token, None)
             if future is not None and not future.done():
                 future.set_result(message)
 
     async def spawn(
-        self, init_pid: int, pidfd: int, worker_fds: tuple[int, int, int], uid: int, cgroup_dirs: list[str]
+        self,
+        init_pid: int,
+        pidfd: int,
+        worker_fds: tuple[int, int, int],
+        uid: int,
+        cgroup_dirs: list[str],
+        max_state_bytes: int,
     ) -> int:
         """A worker isolated into the jail whose init is ``init_pid`` (``pidfd``), holding
-        ``worker_fds`` (its link, stdout, stderr); returns its host pid. The fds stay ours to close."""
+        ``worker_fds`` (its link, stdout, stderr) and saving states up to ``max_state_bytes``;
+        returns its host pid. The fds stay ours to close."""
         if not self.alive or self.control is None:
             raise SandboxFailure("the Python zygote is not running")
         self.counter += 1
         token = str(self.counter)
-        request = {
-            "type": "spawn",
-            "token": token,
-            "init_pid": init_pid,
-            "uid": uid,
-            "cgroups": cgroup_dirs,
-        }
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        request = protocol.Spawn(token, init_pid, uid, tuple(cgroup_dirs), max_state_bytes)
+        future: asyncio.Future[protocol.Spawned | protocol.SpawnFailed] = asyncio.get_running_loop().create_future()
         self.replies[token] = future
-        await self.send(json.dumps(request).encode(), [pidfd, *worker_fds])
+        await self.send(protocol.encode_control(request), [pidfd, *worker_fds])
         reply = await future
-        if reply["type"] != "spawned":
-            raise SandboxFailure(f"the zygote could not fork a worker: {reply.get('error')}")
-        return int(reply["pid"])
+        if isinstance(reply, protocol.SpawnFailed):
+            raise SandboxFailure(f"the zygote could not fork a worker: {reply.error}")
+        return reply.pid
 
     async def send(self, data: bytes, fds: list[int]) -> None:
         assert self.control is not None
@@ -149,9 +148,6 @@ class ZygoteProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.exit_changed.wait(), remaining)
         return self.exits.pop(pid)
-
-    def forget(self, pid: int) -> None:
-        self.exits.pop(pid, None)
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:

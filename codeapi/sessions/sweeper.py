@@ -1,11 +1,10 @@
 """Background expiry of sessions (SESSION_TTL_HOURS, every SESSION_CLEANUP_INTERVAL_MINUTES).
 
-Every replica runs the loop; a lock in the metadata store lets only one of them sweep at a time.
+Every replica runs the loop (codeapi.observability.loops); a lock in the metadata store lets only one
+of them sweep at a time.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import structlog
 
@@ -29,12 +28,3 @@ async def sweep_once(sessions: SessionService, reap_orphans: bool, lock_s: float
     if expired or orphans:
         logger.info("sessions.swept", expired=expired, orphans=orphans)
     return expired, orphans
-
-
-async def run_sweeper(sessions: SessionService, interval_s: float, reap_orphans: bool) -> None:
-    while True:
-        try:
-            await sweep_once(sessions, reap_orphans, lock_s=interval_s)
-        except Exception:  # a background loop iteration: log and keep sweeping
-            logger.exception("sessions.sweep_failed")
-        await asyncio.sleep(interval_s)

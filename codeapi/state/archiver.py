@@ -1,4 +1,5 @@
 """Background archival (STATE_ARCHIVE_*): inactive states move to the blob store, expired ones go.
+One pass every STATE_ARCHIVE_CHECK_INTERVAL_SECONDS, run as a loop of codeapi.observability.loops.
 
 Each state is handled under its session's lock, taken without waiting: a session that is running
 right now is simply looked at again on the next pass.
@@ -6,12 +7,11 @@ right now is simply looked at again on the next pass.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 import structlog
 
-from codeapi.errors import CodeapiError, SessionBusy
+from codeapi.errors import SessionBusy
 from codeapi.state.store import StateStore, utcnow
 from codeapi.storage.metadata.base import SessionLocks
 
@@ -56,12 +56,3 @@ async def archive_once(store: StateStore, locks: SessionLocks) -> tuple[int, int
     if archived or dropped:
         logger.debug("state.archive_pass", archived=archived, dropped=dropped)
     return archived, dropped
-
-
-async def run_archiver(store: StateStore, locks: SessionLocks, interval_s: float) -> None:
-    while True:
-        try:
-            await archive_once(store, locks)
-        except CodeapiError as error:
-            logger.warning("state.archive_failed", error=error.message)
-        await asyncio.sleep(interval_s)

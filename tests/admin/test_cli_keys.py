@@ -10,9 +10,9 @@ import sys
 import uuid
 from pathlib import Path
 
+from bench.backends import SeaweedServer
 from tests.admin.conftest import ADMIN_REDIS_DB, Service, running_service
 from tests.conftest import API_KEY, shared_backend
-from tests.servers import SeaweedServer
 
 FILES = "/files/" + "A" * 21
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.backends import TEST_REDIS_PORT, ensure_redis, free_port
 from tests.conftest import API_KEY
-from tests.servers import TEST_REDIS_PORT, ensure_redis, free_port
 
 
 def doctor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

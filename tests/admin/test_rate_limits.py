@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.backends import SeaweedServer
 from codeapi.auth.ratelimit import AUTH_FAILURES
 from tests.admin.conftest import ADMIN, ADMIN_REDIS_DB, USER, Service, create_key, running_service
 from tests.conftest import shared_backend
-from tests.servers import SeaweedServer
 
 FILES = "/files/" + "A" * 21
 

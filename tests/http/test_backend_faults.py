@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.backends import SeaweedServer, _answers_redis, free_port, start_seaweedfs
 from tests.conftest import ClientFactory, run, upload
-from tests.servers import SeaweedServer, _answers_redis, free_port, start_seaweedfs
 
 
 class PersistentRedis:

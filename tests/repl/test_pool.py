@@ -48,15 +48,30 @@ async def test_a_sandbox_is_never_handed_to_a_second_session(warm_client: WarmCl
 
 async def test_health_reports_the_warm_path(warm_client: WarmClientFactory) -> None:
     async with warm_client(SANDBOX_POOL_PY=1) as client:
-        python = (await client.get("/health/detailed")).json()["checks"]["python"]
-        assert python == {"status": "healthy", "mode": "warm REPL", "warm": 1, "kept": 0}
+        checks = (await client.get("/health/detailed")).json()["checks"]
+        assert checks["python"] == {"status": "healthy", "mode": "warm REPL", "warm": 1, "kept": 0}
+        loops = checks["background_loops"]
+        assert loops["status"] == "healthy"
+        assert {name for name in loops if name != "status"} == {
+            "session sweeper",
+            "pool refill",
+            "pool sweep",
+            "state archiver",
+        }
 
 
-async def test_health_is_degraded_not_failed_while_the_zygote_is_down(warm_client: WarmClientFactory) -> None:
+async def test_while_the_zygote_is_down_health_says_starting_and_python_waits_for_it(
+    warm_client: WarmClientFactory,
+) -> None:
     async with warm_client(SANDBOX_POOL_PY=1) as client:
-        await pool_of(client).launcher.zygote.stop()
-        response = await client.get("/health/detailed")
-        assert response.status_code == 200
-        assert response.json()["status"] == "degraded"
-        assert response.json()["checks"]["python"]["status"] == "degraded"
-        assert (await run(client, "py", "print(2)"))["stdout"] == "2\n"
+        pool = pool_of(client)
+        for sandbox in list(pool.warm):  # so that the next call needs the zygote
+            pool.warm.remove(sandbox)
+            pool.discard(sandbox)
+        await pool.launcher.zygote.stop()
+        readiness = await client.get("/health/ready")
+        assert (readiness.status_code, readiness.json()["status"]) == (503, "starting")
+        assert (await client.get("/health/detailed")).json()["checks"]["python"]["status"] == "starting"
+        first = await run(client, "py", "x = 2")
+        assert (await run(client, "py", "print(x)", session_id=first["session_id"]))["stdout"] == "2\n"
+        assert (await client.get("/health/ready")).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -10,17 +12,45 @@ from codeapi.repl import protocol
 from tests.conftest import run
 
 
-def test_frames_round_trip_with_binary_blobs_in_any_chunking() -> None:
-    frames = [
-        protocol.encode({"type": protocol.RUN, "id": "1"}, {"state": bytes(range(256))}),
-        protocol.encode({"type": protocol.DONE, "id": "1"}),
+def test_messages_round_trip_with_binary_blobs_in_any_chunking() -> None:
+    messages: list[protocol.Message] = [
+        protocol.Run("nonce", "print('é')".encode(), ("a", "b"), protocol.Save.ON_SUCCESS, bytes(range(256))),
+        protocol.Done("nonce", 3, True, state_skipped=("f (TextIOWrapper)",), state_too_large=7),
+        protocol.Ready(12),
     ]
     decoder = protocol.FrameDecoder(1024 * 1024)
-    stream = b"".join(frames)
-    decoded = [frame for index in range(len(stream)) for frame in decoder.feed(stream[index : index + 1])]
-    assert [frame.kind for frame in decoded] == [protocol.RUN, protocol.DONE]
-    assert decoded[0].blobs == {"state": bytes(range(256))}
-    assert decoded[1].blobs == {}
+    stream = b"".join(protocol.encode(message) for message in messages)
+    decoded = [message for index in range(len(stream)) for message in decoder.feed(stream[index : index + 1])]
+    assert decoded == messages
+
+
+def test_zygote_control_messages_round_trip_and_refuse_mistyped_fields() -> None:
+    messages: list[protocol.Control] = [
+        protocol.ZygoteReady(),
+        protocol.Spawn("7", 1234, 46001, ("/sys/fs/cgroup/pids/x",), 1024),
+        protocol.Spawned("7", 99),
+        protocol.SpawnFailed("7", "setns: EPERM"),
+        protocol.Exited(99, -9),
+    ]
+    assert [protocol.decode_control(protocol.encode_control(message)) for message in messages] == messages
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_control(b'{"type": "exited", "pid": "99", "status": 0}')
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"type": "done", "call": "x", "exit_code": "0", "failed": False},  # a field of the wrong type
+        {"type": "done", "call": "x", "exit_code": True, "failed": False},  # a bool is not an exit code
+        {"type": "done", "call": "x", "failed": False},  # a required field missing
+        {"type": "done", "call": "x", "exit_code": 0, "failed": False, "state_skipped": [1]},
+        {"type": "result", "call": "x"},  # no such message
+    ],
+)
+def test_messages_with_missing_or_mistyped_fields_are_refused(header: dict[str, object]) -> None:
+    raw = json.dumps({**header, "blobs": []}).encode()
+    with pytest.raises(protocol.ProtocolError):
+        protocol.FrameDecoder(1024).feed(protocol.PREFIX.pack(len(raw), 0) + raw)
 
 
 TABLE = b'{"type":"x","blobs":[["a",9]]}'
@@ -41,7 +71,7 @@ def test_malformed_frames_are_refused(garbage: bytes) -> None:
 
 
 def test_a_frame_over_the_cap_is_refused_before_it_is_read() -> None:
-    big = protocol.encode({"type": protocol.DONE}, {"state": b"x" * 2048})
+    big = protocol.encode(protocol.Done("nonce", 0, False, state=b"x" * 2048))
     with pytest.raises(protocol.ProtocolError):
         protocol.FrameDecoder(1024).feed(big[: protocol.PREFIX.size])
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.backends import SeaweedServer
 from tests.apiserver import Replica
 from tests.conftest import API_KEY, shared_backend
-from tests.servers import SeaweedServer
 
 REPLICA_REDIS_DB = 10
 SECOND_REPLICA_UID = 1001 + 64

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from codeapi.execution.warm import RESTARTED_NOTE
 from codeapi.sandbox import cgroups, mounts
 from tests.conftest import ClientFactory
 from tests.security.conftest import LIMITS, SETTLE_S, UID_POOL_SIZE, Hostile, execute, job_dirs, sandbox_processes
@@ -250,3 +251,63 @@ async def test_repl_exited_children_do_not_pile_up_as_zombies(hostile: Hostile) 
         assert again["stdout"] == "2\n"
     finally:
         await execute(hostile, "py", REAP, session_id=body["session_id"])
+
+
+# A thread left running by the first call: once the next call starts (the worker sets sys.argv for
+# it), it writes a well-formed completion for that call to the worker's link, naming the call as a
+# counter would ("2"), in the hope the API takes it for the worker's report.
+FORGE_NEXT_COMPLETION = """
+import json, os, struct, sys, threading, time
+kept = "yes"
+def forge():
+    seen = sys.argv
+    while sys.argv is seen:
+        time.sleep(0.005)
+    header = json.dumps({"type": "done", "id": "2", "call": "2", "exit_code": 0, "failed": False, "blobs": []})
+    os.write(3, struct.pack(">II", len(header), 0) + header.encode())
+threading.Thread(target=forge, daemon=True).start()
+"""
+
+
+async def test_repl_a_leftover_thread_cannot_complete_the_next_call(hostile: Hostile) -> None:
+    # Expected: the API accepts only the report of the call it started (a nonce the worker learns
+    # when the call starts); a forged completion breaks the sandbox instead of ending the call
+    # early while its code runs on unobserved. The saved variables survive for the next call.
+    first = await execute(hostile, "py", FORGE_NEXT_COMPLETION)
+    victim = "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('finished')"
+    second = await execute(hostile, "py", victim, session_id=first["session_id"])
+    assert RESTARTED_NOTE in second["stderr"], second
+    after = await execute(hostile, "py", "print(kept)", session_id=first["session_id"])
+    assert after["stdout"] == "yes\n"
+
+
+PROBE_MEMORY = """
+import os, subprocess
+def access(pid):
+    try:
+        first = open(f"/proc/{pid}/maps").readline()
+        start = int(first.split("-")[0], 16)
+        with open(f"/proc/{pid}/mem", "rb") as memory:
+            memory.seek(start)
+            memory.read(16)
+        return "readable"
+    except OSError as error:
+        return type(error).__name__
+child = subprocess.Popen(["sleep", "30"])
+forked = os.fork()
+if forked == 0:
+    import time
+    time.sleep(30)
+    os._exit(0)
+print(access(1), access(os.getpid()), access(child.pid), access(forked))
+child.kill()
+os.kill(forked, 9)
+"""
+
+
+async def test_repl_the_jails_init_and_the_worker_memory_cannot_be_read(hostile: Hostile) -> None:
+    # Expected: the jail's init (which outlives every call) and the worker (which holds the zygote's
+    # memory) cannot be read or written through /proc/<pid>/mem by user code or its children.
+    # A child started from a program file (sleep) is the user's own program: readable, as anywhere.
+    body = await execute(hostile, "py", PROBE_MEMORY)
+    assert body["stdout"].split() == ["PermissionError", "PermissionError", "readable", "PermissionError"]

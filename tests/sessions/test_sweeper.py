@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.backends import TEST_REDIS_PORT, SeaweedServer, ensure_redis
 from codeapi.config.groups import RedisSettings, S3Settings
 from codeapi.sessions.service import SessionService, utcnow
 from codeapi.sessions.sweeper import SWEEPER_LOCK, sweep_once
@@ -18,7 +19,6 @@ from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
 from tests.conftest import BACKENDS
-from tests.servers import TEST_REDIS_PORT, SeaweedServer, ensure_redis
 
 TTL = timedelta(hours=1)
 

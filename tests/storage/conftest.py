@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from bench.backends import TEST_REDIS_PORT, SeaweedServer, ensure_redis, start_seaweedfs
 from codeapi.config.groups import RedisSettings, S3Settings
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.blobs.local import LocalBlobStore
@@ -17,7 +18,6 @@ from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.base import MetadataStore
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
-from tests.servers import TEST_REDIS_PORT, SeaweedServer, ensure_redis, start_seaweedfs
 
 REDIS_TEST_DB = 5
 TEST_BUCKET = "test-bucket"

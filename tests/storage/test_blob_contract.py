@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.backends import SeaweedServer
 from codeapi.errors import FileNotFound, InvalidRequest
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.blobs.local import TEMP_PREFIX, LocalBlobStore
 from codeapi.storage.blobs.s3 import S3BlobStore
-from tests.servers import SeaweedServer
 from tests.storage.conftest import s3_test_settings
 
 MIB = 1024 * 1024

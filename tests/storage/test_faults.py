@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.backends import RedisServer, SeaweedServer, free_port, start_redis, start_seaweedfs
 from codeapi.errors import BackendUnavailable
 from codeapi.sessions.ids import new_id
 from codeapi.storage.blobs.local import LocalBlobStore
@@ -20,7 +21,6 @@ from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.base import SessionRecord
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
-from tests.servers import RedisServer, SeaweedServer, free_port, start_redis, start_seaweedfs
 from tests.storage.conftest import redis_test_settings, s3_test_settings
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.backends import SeaweedServer, free_port
 from codeapi.config.groups import RedisSettings, S3Settings, StorageSettings
 from codeapi.errors import BackendUnavailable
 from codeapi.storage import open_stores
@@ -15,7 +16,6 @@ from codeapi.storage.blobs.local import LocalBlobStore
 from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
-from tests.servers import SeaweedServer, free_port
 from tests.storage.conftest import s3_test_settings
 
 

@@ -19,7 +19,17 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(services: Services) -> dict[str, Any]:
+    """Liveness: the process answers (open, cheap, names the backends)."""
     return {"status": "healthy", "version": __version__, "backends": services.backends}
+
+
+@router.get("/health/ready")
+async def ready(services: Services) -> JSONResponse:
+    """Readiness, for a load balancer: 503 "starting" while Python's warm path is coming up (a Python
+    run would wait for it), so that calls go to a replica that is ready; open like /health."""
+    warm = services.executions.warm
+    is_ready = warm is None or warm.pool.ready
+    return JSONResponse({"status": "ready" if is_ready else "starting"}, status_code=200 if is_ready else 503)
 
 
 async def probe(check: Callable[[], Awaitable[None]]) -> dict[str, Any]:
@@ -37,8 +47,8 @@ def elapsed_ms(started: float) -> float:
 
 @router.get("/health/detailed", dependencies=[Depends(require_api_key)])
 async def health_detailed(services: Services) -> JSONResponse:
-    """503 when any dependency fails, so a load balancer or monitor can act on the status alone;
-    "degraded" (200) when everything works but slower than it should (Python without its warm path)."""
+    """503 when any dependency fails, so a monitor can act on the status alone; 200 but "starting"
+    while Python's warm path comes up, "degraded" while a background loop keeps failing."""
     warm = services.executions.warm
     checks = {
         "metadata": {"backend": services.backends["metadata"], **await probe(services.sessions.metadata.ping)},
@@ -47,9 +57,10 @@ async def health_detailed(services: Services) -> JSONResponse:
         "python": warm.pool.health()
         if warm is not None
         else {"status": "healthy", "mode": "one-shot (REPL_ENABLED=false)"},
+        "background_loops": services.loops.health(),
     }
     statuses = {check["status"] for check in checks.values()}
-    overall = next((status for status in ("unhealthy", "degraded") if status in statuses), "healthy")
+    overall = next((status for status in ("unhealthy", "starting", "degraded") if status in statuses), "healthy")
     body = {"status": overall, "version": __version__, "checks": checks}
     return JSONResponse(body, status_code=503 if overall == "unhealthy" else 200)
 

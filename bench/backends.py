@@ -1,4 +1,4 @@
-"""Real backing services for tests: SeaweedFS (S3) and Redis, started and stopped on demand.
+"""Real backing services for tests and benchmarks: SeaweedFS (S3) and Redis, started and stopped on demand.
 
 Fault tests stop a server and start it again on the same ports and data directory, so each
 server object can ``start()`` again after ``stop()``.
