@@ -27,7 +27,10 @@ from codeapi.http.middleware import RequestLoggingMiddleware
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
+from codeapi.http.routes import programmatic as programmatic_routes
 from codeapi.languages import get_language
+from codeapi.programmatic.continuations import ContinuationStore
+from codeapi.programmatic.service import ProgrammaticLimits, ProgrammaticService
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
@@ -241,6 +244,14 @@ def create_app(settings: Settings) -> FastAPI:
         warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
         executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings), warm)
         background = start_warm_python(warm, settings, metadata)
+        pause_s = settings.limits.ptc_pause_seconds
+        app.state.programmatic = programmatic = ProgrammaticService(
+            executions,
+            programs,
+            workspaces,
+            ContinuationStore(metadata, ttl_s=pause_s),
+            ProgrammaticLimits(max_time_s=settings.limits.execution_time, pause_s=pause_s),
+        )
         app.state.components = Components(
             executions=executions,
             sessions=sessions,
@@ -268,6 +279,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in (sweeper, *background):
                 task.cancel()
             await settle("background tasks", *(sweeper, *background))
+            await settle("programmatic runs", asyncio.ensure_future(programmatic.close()))
             if warm is not None:
                 await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
             # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
@@ -291,6 +303,7 @@ def create_app(settings: Settings) -> FastAPI:
     protected = APIRouter(dependencies=[Depends(require_api_key)])
     protected.include_router(exec_routes.router)
     protected.include_router(file_routes.router)
+    protected.include_router(programmatic_routes.router)
     for prefix in ("", "/v1"):
         app.include_router(protected, prefix=prefix, include_in_schema=prefix == "")
         app.include_router(health_routes.router, prefix=prefix, include_in_schema=prefix == "")
