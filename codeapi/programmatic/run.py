@@ -88,13 +88,14 @@ class LiveRun:
         self.send(results)
 
     async def stop(self) -> None:
-        """Kill the sandbox and wait until its directories are gone."""
+        """Kill the sandbox and wait until its directories are gone; a request waiting on it is told."""
         if self.expiry is not None:
             self.expiry.cancel()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+            self.events.put_nowait(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))
 
     @property
     def finished(self) -> bool:

@@ -25,10 +25,15 @@ def weather(call: dict[str, Any]) -> dict[str, Any]:
     return {"call_id": call["id"], "result": {"city": call["input"].get("city"), "temp": 20}, "is_error": False}
 
 
-async def start(client: httpx.AsyncClient, code: str, tools: list[dict[str, Any]] | None = None, **extra: Any) -> Any:
-    response = await client.post(
-        "/exec/programmatic", json={"code": code, "tools": TOOLS if tools is None else tools, **extra}
-    )
+async def start(
+    client: httpx.AsyncClient,
+    code: str,
+    tools: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
+    body = {"code": code, "tools": TOOLS if tools is None else tools, **extra}
+    response = await client.post("/exec/programmatic", json=body, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
 
