@@ -63,6 +63,9 @@ class LiveRun:
         self.host_end, self.sandbox_end = socket.socketpair()
         self.host_end.setblocking(False)
         self.writer: asyncio.StreamWriter | None = None
+        # The channel reads no further frame until the last batch was answered: a program that
+        # floods it blocks on its own full socket instead of filling the API's memory.
+        self.answered = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self.token_key: str | None = None  # the continuation now outstanding, revoked on cancel
@@ -86,6 +89,7 @@ class LiveRun:
 
     def deliver(self, results: list[dict[str, Any]]) -> None:
         self.send(results)
+        self.answered.set()
 
     async def stop(self) -> None:
         """Kill the sandbox and wait until its directories are gone; a request waiting on it is told."""
@@ -166,6 +170,8 @@ class LiveRun:
                     f"The program made more than {self.limits.max_rounds} rounds of tool calls",
                 )
             self.events.put_nowait(Batch(calls))
+            await self.answered.wait()
+            self.answered.clear()
 
     def parse(self, frame: bytes) -> list[dict[str, Any]]:
         """A batch as the driver sends it; anything else on the channel ends the run."""
