@@ -1,0 +1,102 @@
+"""A programmatic run continues correctly on another replica sharing Redis and S3 (by replay)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apiserver import Replica
+from tests.conftest import API_KEY, shared_backend, upload
+from tests.programmatic.conftest import answer, start
+from tests.servers import SeaweedServer
+
+PTC_REDIS_DB = 11
+FIRST_UID = 1001 + 128  # ranges of their own: the in-process apps of other tests use 1001
+SECOND_UID = 1001 + 192
+
+
+@pytest.fixture(scope="module")
+def replicas(test_root: Path, api_seaweed: SeaweedServer) -> Iterator[tuple[Replica, Replica]]:
+    backend = shared_backend(api_seaweed, redis_db=PTC_REDIS_DB)
+    first = Replica(test_root / "ptc-replica-a", {**backend, "SANDBOX_UID": FIRST_UID})
+    second = Replica(test_root / "ptc-replica-b", {**backend, "SANDBOX_UID": SECOND_UID})
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.fixture
+async def clients(replicas: tuple[Replica, Replica]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    headers = {"x-api-key": API_KEY}
+    async with (
+        httpx.AsyncClient(base_url=replicas[0].url, headers=headers, timeout=60) as first,
+        httpx.AsyncClient(base_url=replicas[1].url, headers=headers, timeout=60) as second,
+    ):
+        yield first, second
+
+
+async def test_rounds_alternate_between_replicas_and_the_output_is_one_runs(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    first, second = clients
+    uploaded = await upload(first, "cities.txt", b"Paris\nRome\nOslo\n")
+    ref = {
+        "id": uploaded["files"][0]["fileId"],
+        "storage_session_id": uploaded["storage_session_id"],
+        "name": "cities.txt",
+    }
+    code = (
+        "print('start')\n"
+        "cities = open('cities.txt').read().split()\n"
+        "for city in cities:\n"
+        "    r = await get_weather(city=city)\n"
+        "    print(r['city'], r['temp'])\n"
+        "open('done.txt', 'w').write(','.join(cities))"
+    )
+    reply = await start(first, code, files=[ref])
+    for client in (second, first, second):
+        assert reply["status"] == "tool_call_required"
+        reply = await answer(client, reply)
+    assert reply["status"] == "completed", reply
+    assert reply["stdout"] == "start\nParis 20\nRome 20\nOslo 20\n"
+    [done] = reply["files"]
+    download = await first.get(f"/download/{reply['session_id']}/{done['id']}")
+    assert download.text == "Paris,Rome,Oslo"
+
+
+async def test_a_bash_program_continues_on_the_other_replica(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    first, second = clients
+    code = 'a=$(get_weather \'{"city": "A"}\')\nb=$(get_weather \'{"city": "B"}\')\necho "$a $b"'
+    reply = await start(second, code, lang="bash")
+    reply = await answer(first, reply)
+    reply = await answer(first, reply)
+    assert reply["status"] == "completed", reply
+    assert reply["stdout"] == '{"city":"A","temp":20} {"city":"B","temp":20}\n'
+
+
+async def test_a_token_used_on_one_replica_is_spent_on_the_other(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    first, second = clients
+    reply = await start(first, "await get_weather(city='A')")
+    assert (await answer(first, reply))["status"] == "completed"
+    assert await answer(second, reply) == {"status": "error", "error": "Invalid or expired continuation token"}
+
+
+async def test_a_program_that_calls_differently_on_replay_fails_clearly(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    first, second = clients
+    reply = await start(first, "import uuid\nawait get_weather(city=uuid.uuid4().hex)\nawait get_weather(city='B')")
+    final = await answer(second, reply)
+    assert final["status"] == "error"
+    assert "different tool calls when it was replayed" in final["stderr"]
