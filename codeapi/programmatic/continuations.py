@@ -40,6 +40,7 @@ class RunState:
     request_id: str | None
     history: list[Batch] = field(default_factory=list)
     call_ids: list[str] = field(default_factory=list)  # the wire ids of the batch now waiting for results
+    superseded: list[str] = field(default_factory=list)  # earlier runs of this program, replayed elsewhere
 
     def dump(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -30,7 +30,7 @@ import traceback
 from typing import Any
 
 HEADER = struct.Struct(">I")
-BASH_QUIET_S = 0.005  # a batch closes once no bash call arrived for this long
+BASH_QUIET_S = 0.02  # a batch closes once no bash call arrived for this long
 
 
 class Channel:

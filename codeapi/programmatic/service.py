@@ -130,6 +130,8 @@ class ProgrammaticService:
         except InvalidRequest:
             await self.continuations.put(token_key(token), state)  # a malformed continuation may be retried
             raise
+        for stale in state.superseded:
+            self.discard(stale)  # this replica paused it before another one took the program over
         run = self.runs.get(state.run_id)
         if run is not None and state.replica == self.replica and not run.finished:
             if run.expiry is not None:
@@ -140,7 +142,14 @@ class ProgrammaticService:
         # Not here (another replica, a restart) or already gone: replay with the recorded results.
         state.history[-1].results = answered
         self.check_capacity()
-        replayed = replace(state, run_id=new_id(), replica=self.replica, history=[], call_ids=[])
+        replayed = replace(
+            state,
+            run_id=new_id(),
+            replica=self.replica,
+            history=[],
+            call_ids=[],
+            superseded=[*state.superseded, state.run_id],
+        )
         logger.info("ptc.replay", run_id=replayed.run_id, rounds=len(state.history))
         return await self.advance(self.launch(replayed, list(state.history)))
 
@@ -228,11 +237,17 @@ class ProgrammaticService:
 
     def expire(self, run: LiveRun) -> None:
         """A paused program never continued: its sandbox goes; its token expires in the store."""
-        self.runs.pop(run.state.run_id, None)
+        self.discard(run.state.run_id)
+        logger.info("ptc.expired", run_id=run.state.run_id)
+
+    def discard(self, run_id: str) -> None:
+        """Stop a run of this replica in the background, if it still has one by that id."""
+        run = self.runs.pop(run_id, None)
+        if run is None:
+            return
         task = asyncio.create_task(run.stop())
         self.background.add(task)
         task.add_done_callback(self.background.discard)
-        logger.info("ptc.expired", run_id=run.state.run_id)
 
     def report(self, state: RunState, end: Finished) -> dict[str, Any]:
         notes = list(end.notes)

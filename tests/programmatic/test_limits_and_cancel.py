@@ -19,7 +19,7 @@ INVALID = {"status": "error", "error": "Invalid or expired continuation token"}
 @pytest.fixture(scope="module")
 async def short(make_client: ClientFactory, test_root: Path) -> AsyncIterator[httpx.AsyncClient]:
     """An app whose paused programs wait 2 s and whose rounds may run 3 s."""
-    async with make_client(max_ptc_pause_seconds=PAUSE_S, max_execution_time=3) as client:
+    async with make_client(max_ptc_pause_seconds=PAUSE_S, max_execution_time=3, sandbox_uid=1001 + 320) as client:
         yield client
 
 
@@ -69,23 +69,26 @@ async def test_a_flood_of_calls_in_one_batch_is_refused(client: httpx.AsyncClien
 
 async def test_cancel_stops_a_paused_program_and_frees_its_sandbox(client: httpx.AsyncClient) -> None:
     headers = {"x-librechat-code-request-id": "req-paused"}
+    before = set(sandboxes(client))
     reply = await start(client, "await get_weather(city='A')", headers=headers)
+    assert len(set(sandboxes(client)) - before) == 1
     response = await client.post("/exec/programmatic/cancel", json={"request_id": "req-paused"})
     assert response.json() == {"cancelled": True}
-    assert sandboxes(client) == []
+    assert set(sandboxes(client)) - before == set()
     assert await answer(client, reply) == INVALID
 
 
 async def test_cancel_stops_a_running_program(client: httpx.AsyncClient) -> None:
     headers = {"x-librechat-code-request-id": "req-running"}
+    before = set(sandboxes(client))
     running = asyncio.create_task(
         client.post("/exec/programmatic", json={"code": "while True:\n    pass", "tools": []}, headers=headers)
     )
-    while not sandboxes(client):
+    while not set(sandboxes(client)) - before:
         await asyncio.sleep(0.05)
     response = await client.post("/exec/programmatic/cancel", json={"request_id": "req-running"})
     assert response.json() == {"cancelled": True}
-    assert sandboxes(client) == []
+    assert set(sandboxes(client)) - before == set()
     finished = (await running).json()
     assert finished["status"] == "error"
 

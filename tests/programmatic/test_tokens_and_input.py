@@ -11,13 +11,14 @@ from tests.conftest import API_KEY, ClientFactory
 from tests.programmatic.conftest import answer, start, weather
 
 OTHER_KEY = "other-key-0123456789abcdef"
+OWN_UID = 1001 + 256  # a uid range of its own: the session-wide app runs sandboxes at 1001
 INVALID = {"status": "error", "error": "Invalid or expired continuation token"}
 
 
 @pytest.fixture(scope="module")
 async def two_keys(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
     """One app that accepts API_KEY (the client's default header) and OTHER_KEY."""
-    async with make_client(api_keys=OTHER_KEY) as owner:
+    async with make_client(api_keys=OTHER_KEY, sandbox_uid=OWN_UID) as owner:
         yield owner
 
 
@@ -29,8 +30,10 @@ async def test_a_wrong_key_gets_401(client: httpx.AsyncClient) -> None:
 
 async def test_a_token_is_good_for_one_continuation(client: httpx.AsyncClient) -> None:
     reply = await start(client, "await get_weather(city='A')\nawait get_weather(city='B')")
-    assert (await answer(client, reply))["status"] == "tool_call_required"
+    second = await answer(client, reply)
+    assert second["status"] == "tool_call_required"
     assert await answer(client, reply) == INVALID
+    assert (await answer(client, second))["status"] == "completed"
 
 
 async def test_a_forged_token_is_refused(client: httpx.AsyncClient) -> None:
