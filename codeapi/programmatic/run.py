@@ -66,6 +66,7 @@ class LiveRun:
         # The channel reads no further frame until the last batch was answered: a program that
         # floods it blocks on its own full socket instead of filling the API's memory.
         self.answered = asyncio.Event()
+        self.reported = False
         self.task: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self.token_key: str | None = None  # the continuation now outstanding, revoked on cancel
@@ -87,6 +88,12 @@ class LiveRun:
                 None, error="Time limit exceeded", detail=f"TimeoutError: Execution exceeded {timeout_s:g} seconds"
             )
 
+    def report(self, end: Finished) -> None:
+        """The outcome, as soon as it is known: the sandbox's directories are removed after the answer."""
+        if not self.reported:
+            self.reported = True
+            self.events.put_nowait(end)
+
     def deliver(self, results: list[dict[str, Any]]) -> None:
         self.send(results)
         self.answered.set()
@@ -99,7 +106,7 @@ class LiveRun:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-            self.events.put_nowait(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))
+            self.report(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))
 
     @property
     def finished(self) -> bool:
@@ -120,14 +127,14 @@ class LiveRun:
                 sandbox.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sandbox
-                self.events.put_nowait(Finished(None, error=stopped.error, detail=stopped.detail))
+                self.report(Finished(None, error=stopped.error, detail=stopped.detail))
                 return
             try:
                 result, files, notes = await sandbox
             except CodeapiError as error:
-                self.events.put_nowait(Finished(None, error="Execution failed or timed out", detail=error.message))
+                self.report(Finished(None, error="Execution failed or timed out", detail=error.message))
                 return
-            self.events.put_nowait(Finished(result, files, notes))
+            self.report(Finished(result, files, notes))
         except BaseException:
             for task in (channel, sandbox):
                 task.cancel()

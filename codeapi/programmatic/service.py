@@ -167,6 +167,7 @@ class ProgrammaticService:
     async def close(self) -> None:
         await asyncio.gather(*(run.stop() for run in self.runs.values()), return_exceptions=True)
         self.runs.clear()
+        await asyncio.gather(*self.background, return_exceptions=True)
 
     def check_capacity(self) -> None:
         if len(self.runs) >= self.limits.max_live_runs:
@@ -212,7 +213,8 @@ class ProgrammaticService:
         if isinstance(event, Batch):
             return await self.pause(run, event)
         self.runs.pop(run.state.run_id, None)
-        await run.stop()
+        if run.task is not None and not run.task.done():
+            self.keep(run.task)  # removing the sandbox's directories, after the answer
         return self.report(run.state, event)
 
     async def pause(self, run: LiveRun, batch: Batch) -> dict[str, Any]:
@@ -245,7 +247,10 @@ class ProgrammaticService:
         run = self.runs.pop(run_id, None)
         if run is None:
             return
-        task = asyncio.create_task(run.stop())
+        self.keep(asyncio.create_task(run.stop()))
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to background work until it is done (and for close() to wait on)."""
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
@@ -320,6 +325,7 @@ class ProgrammaticService:
             result = await self.programs.runner.run(job)
             notes: list[str] = []
             files = await self.executions.collect_outputs(state.session_id, dirs, staged, notes) if result.ok else []
+            run.report(Finished(result, files, notes))
         return result, files, notes
 
 
