@@ -1,8 +1,9 @@
 """The host side of one program paused at its tool calls: the channel, the sandbox task, the events.
 
 A run lives on the replica that started it; the HTTP requests of one round trip wait on its
-``events``. Batches the record already answered (a replay on another replica) are answered here at
-once, so only new batches reach the client.
+``events``. Calls the record already answered (a replay on another replica) are answered here at
+once, matched by tool and arguments (concurrent bash calls need not repeat their order), so only
+new calls reach the client.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from codeapi.programmatic.continuations import Batch, RunState
 from codeapi.sandbox.policy import SandboxResult
 
 HEADER = struct.Struct(">I")
-REPLAY_MISMATCH = "the program made different tool calls when it was replayed on another replica"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,12 @@ class Stopped(Exception):
 class LiveRun:
     def __init__(self, state: RunState, replay: list[Batch], limits: RunLimits) -> None:
         self.state = state
-        self.replay = replay
+        self.recorded: dict[str, list[dict[str, Any]]] = {}  # call (tool and arguments) -> results, in order
+        for batch in replay:
+            for call, result in zip(batch.calls, batch.results, strict=True):
+                self.recorded.setdefault(call_key(call), []).append(result)
+        # The frame now waiting: its calls, and the results the record gave some of them already.
+        self.waiting: tuple[list[dict[str, Any]], dict[int, dict[str, Any]]] = ([], {})
         self.limits = limits
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.host_end, self.sandbox_end = socket.socketpair()
@@ -95,7 +100,10 @@ class LiveRun:
             self.events.put_nowait(end)
 
     def deliver(self, results: list[dict[str, Any]]) -> None:
-        self.send(results)
+        """The client's results for the batch it was given, merged into the frame the program sent."""
+        calls, known = self.waiting
+        fresh = iter(results)
+        self.send([known[index] if index in known else next(fresh) for index in range(len(calls))])
         self.answered.set()
 
     async def stop(self) -> None:
@@ -165,20 +173,28 @@ class LiveRun:
                 calls = self.parse(await reader.readexactly(size))
             except asyncio.IncompleteReadError:
                 return  # the program closed its end: it is finishing
-            if self.replay:
-                recorded = self.replay.pop(0)
-                if recorded.calls != calls:
-                    raise Stopped("Execution failed or timed out", REPLAY_MISMATCH)
-                self.send(recorded.results)
+            known = self.recall(calls)
+            if len(known) == len(calls):
+                self.send([known[index] for index in range(len(calls))])
                 continue
             if len(self.state.history) >= self.limits.max_rounds:
                 raise Stopped(
                     "Execution failed or timed out",
                     f"The program made more than {self.limits.max_rounds} rounds of tool calls",
                 )
-            self.events.put_nowait(Batch(calls))
+            self.waiting = (calls, known)
+            self.events.put_nowait(Batch([call for index, call in enumerate(calls) if index not in known]))
             await self.answered.wait()
             self.answered.clear()
+
+    def recall(self, calls: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """The recorded results for these calls (by position), each used once."""
+        known: dict[int, dict[str, Any]] = {}
+        for index, call in enumerate(calls):
+            results = self.recorded.get(call_key(call))
+            if results:
+                known[index] = results.pop(0)
+        return known
 
     def parse(self, frame: bytes) -> list[dict[str, Any]]:
         """A batch as the driver sends it; anything else on the channel ends the run."""
@@ -207,3 +223,7 @@ class LiveRun:
                 raise Stopped(f"Sandbox requested an unregistered tool: {str(name)[:100]}", "")
             parsed.append({"name": name, "input": call["input"]})
         return parsed
+
+
+def call_key(call: dict[str, Any]) -> str:
+    return json.dumps([call["name"], call["input"]], sort_keys=True, separators=(",", ":"))

@@ -175,9 +175,8 @@ class ProgrammaticService:
 
     def launch(self, state: RunState, replay: list[Batch]) -> LiveRun:
         run = LiveRun(state, replay, self.run_limits)
-        # Replayed rounds count against the cap like live ones.
+        # Replayed rounds count against the cap like live ones, and stay in the record for the next replay.
         run.state.history.extend(replay)
-        run.replay = list(replay)
         self.runs[state.run_id] = run
         run.start(self.run_sandbox)
         return run
