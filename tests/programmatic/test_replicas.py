@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -103,3 +104,26 @@ async def test_a_call_that_differs_on_replay_is_asked_for_again(
     assert again["tool_calls"][0]["input"] != reply["tool_calls"][0]["input"]
     final = await answer(second, again)
     assert final["stdout"] == "32\n"
+
+
+def ptc_sandboxes(root: Path) -> set[str]:
+    """One-shot job directories of a replica (its warm REPL sandboxes and own files aside)."""
+    return {entry.name for entry in (root / "sandboxes").iterdir() if not entry.name.startswith(("repl-", "."))}
+
+
+async def test_a_replica_stops_its_paused_sandbox_once_another_took_the_program_over(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], test_root: Path
+) -> None:
+    first, second = clients
+    first_root = test_root / "ptc-replica-a"
+    before = ptc_sandboxes(first_root)
+    reply = await start(first, "for c in 'XYZ':\n    await get_weather(city=c)\nprint('done')")
+    [paused] = ptc_sandboxes(first_root) - before
+    reply = await answer(second, reply)  # replayed on the second replica, paused there now
+    reply = await answer(first, reply)  # back on the first: its old sandbox is not the program's any more
+    deadline = asyncio.get_running_loop().time() + 10
+    while paused in ptc_sandboxes(first_root) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    assert paused not in ptc_sandboxes(first_root)
+    final = await answer(first, reply)
+    assert final["stdout"] == "done\n"
