@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import API_KEY, ClientFactory
+from tests.http.test_jwt_auth import ED25519, bearer, public_pem, token
 from tests.programmatic.conftest import answer, start, weather
 
 OTHER_KEY = "other-key-0123456789abcdef"
@@ -101,3 +102,17 @@ async def test_the_key_is_required_by_default(make_client: ClientFactory) -> Non
         response = await anonymous.post("/exec/programmatic", json={"code": "print(1)"})
     assert response.status_code == 401
     assert API_KEY not in response.text
+
+
+@pytest.fixture(scope="module")
+async def with_jwt(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client(headers={}, codeapi_jwt_public_key=public_pem(ED25519), sandbox_uid=OWN_UID + 64) as client:
+        yield client
+
+
+async def test_a_jwt_users_program_is_theirs_alone(with_jwt: httpx.AsyncClient) -> None:
+    owner, other = bearer(token(sub="user-1")), bearer(token(sub="user-2"))
+    reply = await start(with_jwt, "print((await get_weather(city='A'))['city'])", headers=owner)
+    assert await answer(with_jwt, reply, headers=other) == INVALID
+    final = await answer(with_jwt, reply, headers=bearer(token(sub="user-1")))  # a fresh JWT of the same user
+    assert final["stdout"] == "A\n"
