@@ -111,7 +111,8 @@ class LiveRun:
         if self.expiry is not None:
             self.expiry.cancel()
         if self.task is not None and not self.task.done():
-            self.task.cancel()
+            if not self.reported:  # once reported, the task is only removing the directories: let it
+                self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.report(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))

@@ -127,8 +127,10 @@ class ProgrammaticService:
             return {"status": "error", "error": INVALID_TOKEN}
         try:
             answered = self.match_results(state, results)
-        except InvalidRequest:
-            await self.continuations.put(token_key(token), state)  # a malformed continuation may be retried
+            if state.run_id not in self.runs:
+                self.check_capacity()  # a replay needs a sandbox of its own
+        except (InvalidRequest, RateLimited):
+            await self.continuations.put(token_key(token), state)  # the continuation may be retried
             raise
         for stale in state.superseded:
             self.discard(stale)  # this replica paused it before another one took the program over
@@ -141,7 +143,6 @@ class ProgrammaticService:
             return await self.advance(run)
         # Not here (another replica, a restart) or already gone: replay with the recorded results.
         state.history[-1].results = answered
-        self.check_capacity()
         replayed = replace(
             state,
             run_id=new_id(),
