@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
+import errno
 import inspect
 import json
 import os
@@ -31,6 +32,7 @@ from typing import Any
 
 HEADER = struct.Struct(">I")
 BASH_QUIET_S = 0.02  # a batch closes once no bash call arrived for this long
+FIFO_WAIT_S = 5.0  # a bash caller opens its FIFO right after its request; one that never does is gone
 
 
 class Channel:
@@ -146,7 +148,7 @@ async def run_bash(channel: Channel, tools: list[list[str]], script: str) -> int
             return
         with open(base + ".out", "w", encoding="utf-8") as handle:
             handle.write(output)
-        await asyncio.to_thread(answer, base + ".fifo", "ok" if ok else "error")
+        await answer(base + ".fifo", "ok" if ok else "error")
 
     tasks: set[asyncio.Task[None]] = set()
     while line := await requests.readline():
@@ -158,12 +160,25 @@ async def run_bash(channel: Channel, tools: list[list[str]], script: str) -> int
     return await asyncio.to_thread(child.wait)
 
 
-def answer(fifo: str, status: str) -> None:
-    try:
-        with open(fifo, "w") as handle:  # blocks until the caller's read opens it
-            handle.write(status + "\n")
-    except OSError:
-        pass
+async def answer(fifo: str, status: str) -> None:
+    """Wake the caller blocked on its FIFO; give up on one that is gone (killed by ``timeout``, say)."""
+    deadline = asyncio.get_running_loop().time() + FIFO_WAIT_S
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            # ENXIO: the caller has not opened its end yet (it is still between request and read).
+            if error.errno != errno.ENXIO or asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.002)
+            continue
+        try:
+            os.write(fd, (status + "\n").encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return
 
 
 async def main() -> int:
@@ -185,4 +200,4 @@ if __name__ == "__main__":
     status = asyncio.run(main())
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(status)  # a FIFO writer blocked on a caller that was killed must not hold the exit
+    os._exit(status)  # bash's background jobs may still hold the request pipe: do not wait for them
