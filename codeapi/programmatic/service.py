@@ -209,9 +209,13 @@ class ProgrammaticService:
 
     async def advance(self, run: LiveRun) -> dict[str, Any]:
         """Wait for the run's next batch (answer tool_call_required) or its end (completed / error)."""
-        event = await run.next_event(run.state.timeout_s)
-        if isinstance(event, Batch):
-            return await self.pause(run, event)
+        try:
+            event = await run.next_event(run.state.timeout_s)
+            if isinstance(event, Batch):
+                return await self.pause(run, event)
+        except asyncio.CancelledError:
+            self.discard(run.state.run_id)  # the caller went away: nobody holds a token for this run
+            raise
         self.runs.pop(run.state.run_id, None)
         if run.task is not None and not run.task.done():
             self.keep(run.task)  # removing the sandbox's directories, after the answer

@@ -98,3 +98,15 @@ async def test_cancel_of_an_unknown_id_is_a_no_op(client: httpx.AsyncClient) -> 
         response = await client.post("/exec/programmatic/cancel", json=body)
         assert response.status_code == 200
         assert response.json() == {"cancelled": False}
+
+
+async def test_a_caller_that_goes_away_leaves_no_sandbox_behind(client: httpx.AsyncClient) -> None:
+    before = set(sandboxes(client))
+    request = asyncio.create_task(start(client, "import time\ntime.sleep(5)\nawait get_weather(city='A')"))
+    while not set(sandboxes(client)) - before:
+        await asyncio.sleep(0.05)
+    request.cancel()
+    deadline = asyncio.get_running_loop().time() + 10
+    while set(sandboxes(client)) - before and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    assert set(sandboxes(client)) - before == set()
