@@ -32,6 +32,9 @@ from typing import Any
 
 HEADER = struct.Struct(">I")
 BASH_QUIET_S = 0.02  # a batch closes once no bash call arrived for this long
+STATE_IN = "/code/state.bin"  # the session's saved variables, when there are any
+STATE_OUT = "/home/sandbox/.codeapi-state"  # read by the API once the program has ended
+LIBRARY = "/opt/codeapi-lib"  # the API's own package, read-only, for the state format
 FIFO_WAIT_S = 5.0  # a bash caller opens its FIFO right after its request; one that never does is gone
 
 
@@ -100,8 +103,44 @@ def python_tool(batcher: Batcher, identifier: str, name: str) -> Any:
 
 async def run_python(channel: Channel, tools: list[list[str]], source: str) -> int:
     batcher = Batcher(channel)
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "asyncio": asyncio, "json": json}
-    namespace.update({identifier: python_tool(batcher, identifier, name) for identifier, name in tools})
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    save = os.environ.pop("CODEAPI_STATE_SAVE", "never")
+    if save != "never" and os.path.exists(STATE_IN):
+        restore_state(namespace)
+    # The tools and the pre-imported modules win over saved names, and are not saved themselves.
+    given: dict[str, Any] = {"asyncio": asyncio, "json": json}
+    given.update({identifier: python_tool(batcher, identifier, name) for identifier, name in tools})
+    namespace.update(given)
+    status = await run_user_code(namespace, source)
+    if save == "always" or (save == "success" and status == 0):
+        save_state({name: value for name, value in namespace.items() if given.get(name, given) is not value})
+    return status
+
+
+def restore_state(namespace: dict[str, Any]) -> None:
+    """The session's variables as the warm REPL saved them (its own functions read and write them)."""
+    from codeapi.repl import server  # noqa: PLC0415 - bound into the jail only when state is kept
+
+    with open(STATE_IN, "rb") as handle:
+        blob = handle.read()
+    try:
+        namespace.update(server.cloudpickle.loads(server.decompress(blob)))
+    except Exception as error:  # noqa: BLE001 - unpickling runs arbitrary __setstate__ code
+        sys.stderr.write(f"Could not restore the session's variables: {type(error).__name__}: {error}\n")
+
+
+def save_state(names: dict[str, Any]) -> None:
+    """The program's variables for the session's next call: ``raw size`` (8 bytes) + the REPL's blob."""
+    from codeapi.repl import server  # noqa: PLC0415 - see restore_state
+
+    raw, skipped = server.serialise(names)
+    if skipped:
+        sys.stderr.write(f"Not kept for the next execution (cannot be serialised): {', '.join(skipped)}\n")
+    with open(STATE_OUT, "wb") as handle:
+        handle.write(struct.pack(">Q", len(raw)) + server.compress(raw))
+
+
+async def run_user_code(namespace: dict[str, Any], source: str) -> int:
     try:
         code = compile(source, "<code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         result = eval(code, namespace)  # noqa: S307 - running the user's program is the point
@@ -183,6 +222,7 @@ async def answer(fifo: str, status: str) -> None:
 
 async def main() -> int:
     mode, tools_path, source_path = sys.argv[1:4]
+    sys.path.append(LIBRARY)
     sock = socket.socket(fileno=int(os.environ.pop("CODEAPI_TOOL_FD")))
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     channel = Channel(reader, writer)

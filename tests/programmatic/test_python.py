@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import upload
+from tests.conftest import run, upload
 from tests.programmatic.conftest import TOOLS, answer, complete, start
+from tests.repl.conftest import wait_until_warm
 
 
 async def test_a_call_pauses_the_program_and_its_result_arrives_as_decoded_json(client: httpx.AsyncClient) -> None:
@@ -97,3 +98,19 @@ async def test_tools_are_the_ones_given_and_nothing_else(client: httpx.AsyncClie
     final = await start(client, "await fail()", tools=[TOOLS[0]])
     assert final["status"] == "error"
     assert "NameError" in final["stderr"]
+
+
+async def test_variables_carry_over_to_the_sessions_next_calls_as_in_exec(client: httpx.AsyncClient) -> None:
+    await wait_until_warm(client)  # /exec keeps variables on its warm path (a cold run starts empty)
+    final, _ = await complete(client, await start(client, "city = (await get_weather(city='Oslo'))['city']"))
+    session_id = final["session_id"]
+    assert (await run(client, "py", "print(city)\ncount = 2", session_id=session_id))["stdout"] == "Oslo\n"
+    again = await start(client, "print(city * count, json.dumps(count))", session_id=session_id)
+    assert again["stdout"] == "OsloOslo 2\n"
+
+
+async def test_a_saved_variable_does_not_shadow_a_tool(client: httpx.AsyncClient) -> None:
+    await wait_until_warm(client)
+    first = await run(client, "py", "get_weather = 'a string now'")
+    reply = await start(client, "print(type(get_weather).__name__)", session_id=first["session_id"])
+    assert reply["stdout"] == "function\n"
