@@ -11,14 +11,12 @@ import asyncio
 import json
 import os
 import secrets
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-import codeapi
 from codeapi.errors import InvalidRequest, RateLimited, RequestTooLarge, SessionNotFound
 from codeapi.execution.outcome import OutputFile, decode, join_stderr
 from codeapi.execution.program import ProgramRunner, check_program_text
@@ -27,23 +25,15 @@ from codeapi.languages import get_language
 from codeapi.programmatic.continuations import Batch, ContinuationStore, RunState, token_key
 from codeapi.programmatic.run import Finished, LiveRun, RunLimits
 from codeapi.programmatic.tools import Tool, bash_script, tools_file
+from codeapi.programmatic.variables import SessionVariables
 from codeapi.repl import protocol
-from codeapi.sandbox.policy import Bind, SandboxResult, Termination
+from codeapi.sandbox.policy import SandboxJob, SandboxResult, Termination
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
-from codeapi.storage.metadata.base import StateRecord
 
 logger = structlog.get_logger(__name__)
 
 DRIVER = Path(__file__).with_name("sandbox_driver.py")
-# The driver keeps Python state in the warm REPL's format with the REPL's own functions: the API's
-# package is bound read-only into the jail for that, at the path the driver expects.
-PACKAGE_DIR = Path(codeapi.__file__).resolve().parent
-LIBRARY_DIR = "/opt/codeapi-lib"
-STATE_FILE = "state.bin"  # /code/state.bin in the jail
-SAVED_STATE_FILE = ".codeapi-state"  # /home/sandbox/.codeapi-state in the jail
-RAW_SIZE = struct.Struct(">Q")  # the uncompressed size, ahead of the saved blob
-MB = 1024 * 1024
 INVALID_TOKEN = "Invalid or expired continuation token"
 
 
@@ -94,6 +84,7 @@ class ProgrammaticService:
         self.workspaces = workspaces
         self.continuations = continuations
         self.limits = limits
+        self.variables = SessionVariables(executions.warm, executions.limits.max_file_bytes)
         self.replica = new_id()
         self.runs: dict[str, LiveRun] = {}
         self.background: set[asyncio.Task[None]] = set()
@@ -313,80 +304,40 @@ class ProgrammaticService:
         session = await self.executions.sessions.get(state.session_id)
         if session is None:
             raise SessionNotFound("The session of this program has expired")
-        spec = get_language("py")
         refs = tuple(FileRef(file_id, session_id, name) for file_id, session_id, name in state.files)
+        save = self.variables.save_mode(state.lang)
         job_id = new_id()
         async with self.workspaces.job(job_id) as dirs:
             staged = await self.executions.write_inputs(await self.executions.choose_inputs(session, refs), dirs)
-            source = "main.sh" if state.lang == "bash" else "main.py"
-            tools = tuple(Tool(name, identifier) for name, identifier in state.tools)
-            code = bash_script(tools, state.code) if state.lang == "bash" else state.code
-            for name, text in (("driver.py", DRIVER.read_text()), ("tools.json", tools_file(tools)), (source, code)):
-                (dirs.code / name).write_text(text, encoding="utf-8")
-                os.chown(dirs.code / name, dirs.uid, dirs.uid)
-            self.programs.seed_home(spec, dirs)
-            saved = await self.restore_state(state, dirs) if state.lang == "py" else None
-            fd = run.sandbox_end.fileno()
-            argv = (
-                "/opt/python/bin/python3",
-                "-I",
-                "/code/driver.py",
-                state.lang,
-                "/code/tools.json",
-                f"/code/{source}",
-            )
-            # Each round gets the full timeout; the sandbox itself lives for every round and pause.
-            lifetime_s = (state.timeout_s + self.limits.pause_s) * (self.limits.max_rounds + 1)
-            job = self.programs.job(spec, dirs, job_id, argv, self.programs.limits.memory_mb, lifetime_s)
-            save = self.save_mode(state)
-            library = (Bind(PACKAGE_DIR, f"{LIBRARY_DIR}/codeapi"),) if save != protocol.SAVE_NEVER else ()
-            job = replace(
-                job,
-                pass_fds=(fd,),
-                env={**job.env, "CODEAPI_TOOL_FD": str(fd), "CODEAPI_STATE_SAVE": save},
-                binds=(*job.binds, *library),
-            )
-            result = await self.programs.runner.run(job)
+            saved = await self.variables.restore(state.session_id, dirs) if save != protocol.SAVE_NEVER else None
+            result = await self.programs.runner.run(self.sandbox_job(run, dirs, job_id, save))
             notes: list[str] = []
-            if state.lang == "py":
-                await self.save_state(state, dirs, saved, notes)
+            if save != protocol.SAVE_NEVER:
+                await self.variables.save(state.session_id, dirs, saved, notes)
             files = await self.executions.collect_outputs(state.session_id, dirs, staged, notes) if result.ok else []
             run.report(Finished(result, files, notes))
         return result, files, notes
 
-    def save_mode(self, state: RunState) -> str:
-        warm = self.executions.warm
-        if state.lang != "py" or warm is None or warm.states is None:
-            return protocol.SAVE_NEVER
-        return warm.save_mode
-
-    async def restore_state(self, state: RunState, dirs: JobDirs) -> StateRecord | None:
-        """Python runs see the session's variables as /exec does: the saved state goes to /code."""
-        warm = self.executions.warm
-        if warm is None or warm.states is None:
-            return None
-        saved = await warm.states.current(state.session_id)
-        loaded = await warm.states.load(saved) if saved is not None else None
-        if loaded is not None:
-            (dirs.code / STATE_FILE).write_bytes(loaded.data)
-            os.chown(dirs.code / STATE_FILE, dirs.uid, dirs.uid)
-        return saved
-
-    async def save_state(self, state: RunState, dirs: JobDirs, previous: StateRecord | None, notes: list[str]) -> None:
-        """What the program left in the session's state, in the REPL's format (the driver used its code)."""
-        warm = self.executions.warm
-        path = dirs.home / SAVED_STATE_FILE
-        if warm is None or warm.states is None or path.is_symlink() or not path.is_file():
-            return
-        limit = self.executions.limits.max_file_bytes
-        if path.stat().st_size > limit + RAW_SIZE.size:
-            notes.append(f"Variables not saved: their serialised size exceeds the limit of {limit // MB} MB")
-            return
-        data = path.read_bytes()
-        if len(data) <= RAW_SIZE.size:
-            return
-        await warm.states.save(
-            state.session_id, data[RAW_SIZE.size :], RAW_SIZE.unpack(data[: RAW_SIZE.size])[0], previous
+    def sandbox_job(self, run: LiveRun, dirs: JobDirs, job_id: str, save: str) -> SandboxJob:
+        """The driver, the tools and the program in /code; the Python runtime runs the driver for both languages."""
+        state, spec = run.state, get_language("py")
+        source = "main.sh" if state.lang == "bash" else "main.py"
+        tools = tuple(Tool(name, identifier) for name, identifier in state.tools)
+        code = bash_script(tools, state.code) if state.lang == "bash" else state.code
+        for name, text in (("driver.py", DRIVER.read_text()), ("tools.json", tools_file(tools)), (source, code)):
+            (dirs.code / name).write_text(text, encoding="utf-8")
+            os.chown(dirs.code / name, dirs.uid, dirs.uid)
+        self.programs.seed_home(spec, dirs)
+        fd = run.sandbox_end.fileno()
+        argv = ("/opt/python/bin/python3", "-I", "/code/driver.py", state.lang, "/code/tools.json", f"/code/{source}")
+        # Each round gets the full timeout; the sandbox itself lives for every round and pause.
+        lifetime_s = (state.timeout_s + self.limits.pause_s) * (self.limits.max_rounds + 1)
+        job = self.programs.job(spec, dirs, job_id, argv, self.programs.limits.memory_mb, lifetime_s)
+        return replace(
+            job,
+            pass_fds=(fd,),
+            env={**job.env, "CODEAPI_TOOL_FD": str(fd), "CODEAPI_STATE_SAVE": save},
+            binds=(*job.binds, *self.variables.binds(save)),
         )
 
 
