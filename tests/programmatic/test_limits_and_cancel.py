@@ -110,3 +110,16 @@ async def test_a_caller_that_goes_away_leaves_no_sandbox_behind(client: httpx.As
     while set(sandboxes(client)) - before and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
     assert set(sandboxes(client)) - before == set()
+
+
+async def test_more_programs_in_flight_than_a_replica_holds_get_429(client: httpx.AsyncClient) -> None:
+    service = client._transport.app.state.programmatic  # type: ignore[attr-defined]
+    room = service.limits.max_live_runs - len(service.runs)
+    paused = await asyncio.gather(*(start(client, f"await get_weather(city='{i}')") for i in range(room)))
+    assert {reply["status"] for reply in paused} == {"tool_call_required"}
+    refused = await client.post("/exec/programmatic", json={"code": "print(1)", "tools": []})
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "5"
+    finished = await asyncio.gather(*(answer(client, reply) for reply in paused))
+    assert {final["status"] for final in finished} == {"completed"}
+    assert (await start(client, "print(1)"))["stdout"] == "1\n"
