@@ -1,4 +1,4 @@
-"""Runs inside the sandbox (stdlib only, Python 3.11): the program's side of the tool channel.
+"""Runs inside the sandbox (Python 3.11, stdlib only but for state): the program's side of the tool channel.
 
 The API passes one end of a private socket pair into the jail (its number in CODEAPI_TOOL_FD).
 Frames both ways are a 4-byte big-endian length and UTF-8 JSON. The driver sends one batch at a
@@ -6,7 +6,8 @@ time, ``{"calls": [{"name", "input"}]}``, and waits for ``{"results": [{"ok", "v
 in the same order; calls made while a batch is out wait for the next one.
 
 ``py``: the user's code runs in this process with top-level await; every tool is an async function
-taking keyword arguments, and ``asyncio`` and ``json`` are pre-imported. Calls that start in the
+taking keyword arguments, and ``asyncio`` and ``json`` are pre-imported. The session's variables
+are restored and saved with the warm REPL's own functions (codeapi.repl.server, bound read-only). Calls that start in the
 same turn of the event loop (``asyncio.gather``) travel in one batch.
 
 ``bash``: the user's script runs as a child; each tool is a bash function (see script.py) that
