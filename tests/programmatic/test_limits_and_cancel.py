@@ -123,3 +123,12 @@ async def test_more_programs_in_flight_than_a_replica_holds_get_429(client: http
     finished = await asyncio.gather(*(answer(client, reply) for reply in paused))
     assert {final["status"] for final in finished} == {"completed"}
     assert (await start(client, "print(1)"))["stdout"] == "1\n"
+
+
+async def test_output_over_the_exec_limit_stops_the_program(client: httpx.AsyncClient) -> None:
+    code = "await get_weather(city='A')\nprint('x' * 200_000)\nawait get_weather(city='B')"
+    # The call after the print may still reach the client while the sandbox is being stopped.
+    final, _ = await complete(client, await start(client, code))
+    assert final["status"] == "error"
+    assert final["error"] == "stdout length exceeded"
+    assert len(final["stdout"]) == 64 * 1024
