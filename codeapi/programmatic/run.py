@@ -117,10 +117,6 @@ class LiveRun:
                 await self.task
             self.report(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))
 
-    @property
-    def finished(self) -> bool:
-        return self.task is None or self.task.done()
-
     def send(self, results: list[dict[str, Any]]) -> None:
         assert self.writer is not None
         payload = json.dumps({"results": results}, separators=(",", ":")).encode()

@@ -138,11 +138,12 @@ class ProgrammaticService:
         for stale in state.superseded:
             self.discard(stale)  # this replica paused it before another one took the program over
         run = self.runs.get(state.run_id)
-        if run is not None and state.replica == self.replica and not run.finished:
+        if run is not None and state.replica == self.replica:
             if run.expiry is not None:
                 run.expiry.cancel()
-            run.state.history.append(Batch(state.history[-1].calls, answered))
-            run.deliver(answered)
+            if not run.reported:  # else it ended while paused (memory, a crash): that is its answer
+                run.state.history.append(Batch(state.history[-1].calls, answered))
+                run.deliver(answered)
             return await self.advance(run)
         # Not here (another replica, a restart) or already gone: replay with the recorded results.
         state.history[-1].results = answered

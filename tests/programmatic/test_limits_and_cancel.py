@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,12 @@ async def short(make_client: ClientFactory, test_root: Path) -> AsyncIterator[ht
     """An app whose paused programs wait 2 s and whose rounds may run 3 s."""
     async with make_client(max_ptc_pause_seconds=PAUSE_S, max_execution_time=3, sandbox_uid=1001 + 320) as client:
         yield client
+
+
+def live_runs(client: httpx.AsyncClient) -> list[Any]:
+    """The programs the app behind the client holds (running or paused)."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    return list(app.state.programmatic.runs.values())
 
 
 def sandboxes(client: httpx.AsyncClient) -> list[Path]:
@@ -132,3 +139,19 @@ async def test_output_over_the_exec_limit_stops_the_program(client: httpx.AsyncC
     assert final["status"] == "error"
     assert final["error"] == "stdout length exceeded"
     assert len(final["stdout"]) == 64 * 1024
+
+
+async def test_a_program_that_dies_while_paused_reports_its_end_on_the_continuation(client: httpx.AsyncClient) -> None:
+    code = (
+        "import os, threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), os._exit(3))).start()\n"
+        "await get_weather(city='A')\n"
+        "print('not reached')"
+    )
+    reply = await start(client, code)
+    [run] = [run for run in live_runs(client) if run.state.session_id == reply["session_id"]]
+    async with asyncio.timeout(20):
+        while not run.reported:  # until the program has ended on its own
+            await asyncio.sleep(0.1)
+    final = await answer(client, reply)
+    assert final == {**final, "status": "error", "error": "Sandbox exited with code 3", "stdout": ""}
