@@ -35,11 +35,14 @@ from codeapi.http.routes import dashboard as dashboard_routes
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
+from codeapi.http.routes import programmatic as programmatic_routes
 from codeapi.languages import get_language
 from codeapi.observability.debug import redacted_config, warn_debug_mode
 from codeapi.observability.loops import Loops
 from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
 from codeapi.observability.usage import UsageLedger
+from codeapi.programmatic.continuations import ContinuationStore
+from codeapi.programmatic.service import ProgrammaticLimits, ProgrammaticService
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
@@ -273,6 +276,14 @@ def create_app(settings: Settings) -> FastAPI:
         executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings), warm)
         limiter = RateLimiter.for_backend(settings.redis)
         loops = Loops()
+        pause_s = settings.limits.ptc_pause_seconds
+        app.state.programmatic = programmatic = ProgrammaticService(
+            executions,
+            programs,
+            workspaces,
+            ContinuationStore(metadata, ttl_s=pause_s),
+            ProgrammaticLimits(max_time_s=settings.limits.execution_time, pause_s=pause_s),
+        )
         app.state.components = Components(
             executions=executions,
             sessions=sessions,
@@ -303,6 +314,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await settle("background loops", asyncio.ensure_future(loops.stop()))
+            await settle("programmatic runs", asyncio.ensure_future(programmatic.close()))
             if warm is not None:
                 await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
             # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
@@ -333,6 +345,7 @@ def create_app(settings: Settings) -> FastAPI:
     protected = APIRouter(dependencies=[Depends(require_api_key)])
     protected.include_router(exec_routes.router)
     protected.include_router(file_routes.router)
+    protected.include_router(programmatic_routes.router)
     for prefix in ("", "/v1"):
         app.include_router(protected, prefix=prefix, include_in_schema=prefix == "")
         app.include_router(health_routes.router, prefix=prefix, include_in_schema=prefix == "")

@@ -223,6 +223,7 @@ class LimitsSettings(Group):
     filename_length: int = Field(255, ge=1, le=4096)
     output_kb: int = Field(64, ge=1, le=65536)
     processes: int = Field(64, ge=4, le=4096)
+    ptc_pause_seconds: int = Field(300, ge=1, le=3600)  # a paused programmatic run waits this long
 
 
 class SessionSettings(Group):

@@ -210,7 +210,19 @@ class UsageRecords(Protocol):
         ...
 
 
-class MetadataStore(SessionRecords, FileRecords, StateIndex, SessionLocks, KeyRecords, UsageRecords, Protocol):
+class Continuations(Protocol):
+    """Opaque, expiring, single-use records: what a paused programmatic run needs to go on anywhere."""
+
+    async def put_continuation(self, key: str, payload: bytes, expires_at: datetime) -> None: ...
+
+    async def take_continuation(self, key: str) -> bytes | None:
+        """The payload, removed in the same step (single use); None when unknown, taken or expired."""
+        ...
+
+
+class MetadataStore(
+    SessionRecords, FileRecords, StateIndex, SessionLocks, KeyRecords, UsageRecords, Continuations, Protocol
+):
     name: str
 
     async def ping(self) -> None:

@@ -14,6 +14,7 @@ Layout, under a configurable prefix (``codeapi`` by default):
     {p}:states:saved        zset    session ids of unarchived states, score = saved_at (µs)
     {p}:states:expiry       zset    session ids, score = expires_at (µs); drives expired_states
     {p}:apikey*, {p}:usage*  managed keys and usage totals (see redis_keys.py)
+    {p}:continuation:{key}  string  a paused programmatic run's state (single use: GETDEL)
 
 State keys hold binary data, so they go through a second client that does not decode responses.
 
@@ -352,3 +353,15 @@ class RedisMetadata(RedisKeyRecords):
                 f"{self.prefix}:states:expiry", "-inf", to_micros(now), start=0, num=limit
             )
         return [_text(item) for item in found]
+
+    def _continuation_key(self, key: str) -> str:
+        return f"{self.prefix}:continuation:{key}"
+
+    async def put_continuation(self, key: str, payload: bytes, expires_at: datetime) -> None:
+        with _boundary("put_continuation"):
+            await self._binary.set(self._continuation_key(key), payload, pxat=_ms(expires_at))
+
+    async def take_continuation(self, key: str) -> bytes | None:
+        with _boundary("take_continuation"):
+            payload = await self._binary.getdel(self._continuation_key(key))
+        return payload if isinstance(payload, bytes) else None

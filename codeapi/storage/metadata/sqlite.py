@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS states (
 );
 CREATE INDEX IF NOT EXISTS states_saved ON states (archived, saved_at);
 CREATE INDEX IF NOT EXISTS states_expiry ON states (expires_at);
+CREATE TABLE IF NOT EXISTS continuations (
+    key TEXT PRIMARY KEY,
+    payload BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 """
 
 # Columns added after the first release, as ALTER TABLE declares them for an older database.
@@ -313,3 +318,28 @@ class SqliteMetadata(SqliteKeyRecords):
             ) as cursor:
                 rows = await cursor.fetchall()
         return [row["session_id"] for row in rows]
+
+    async def put_continuation(self, key: str, payload: bytes, expires_at: datetime) -> None:
+        with _boundary("put_continuation"):
+            await self._write(
+                ("DELETE FROM continuations WHERE expires_at <= ?", (_now(),)),
+                ("INSERT OR REPLACE INTO continuations VALUES (?, ?, ?)", (key, payload, to_micros(expires_at))),
+            )
+
+    async def take_continuation(self, key: str) -> bytes | None:
+        with _boundary("take_continuation"):
+            async with self._write_lock:
+                try:
+                    cursor = await self.db.execute(
+                        "DELETE FROM continuations WHERE key = ? RETURNING payload, expires_at", (key,)
+                    )
+                    row = await cursor.fetchone()
+                    await cursor.close()
+                    await self.db.commit()
+                except sqlite3.Error:
+                    await self.db.rollback()
+                    raise
+        if row is None or row["expires_at"] <= _now():
+            return None
+        payload: bytes = row["payload"]
+        return payload

@@ -1,0 +1,1 @@
+"""Programmatic tool calling (POST /exec/programmatic): programs that call the client's tools."""

@@ -1,0 +1,226 @@
+"""The host side of one program paused at its tool calls: the channel, the sandbox task, the events.
+
+A run lives on the replica that started it; the HTTP requests of one round trip wait on its
+``events``. Calls the record already answered (a replay on another replica) are answered here at
+once, matched by tool and arguments (concurrent bash calls need not repeat their order), so only
+new calls reach the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from codeapi.errors import CodeapiError
+from codeapi.execution.outcome import OutputFile
+from codeapi.programmatic.continuations import Batch, RunState
+from codeapi.sandbox.policy import SandboxResult
+
+HEADER = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    max_calls_per_batch: int
+    max_batch_bytes: int  # one batch of calls as the program sends it
+    max_rounds: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: SandboxResult | None
+    files: list[OutputFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None  # one of the contract's error strings, when the API stopped the run
+    detail: str | None = None  # why, for stderr
+
+
+Event = Batch | Finished
+SandboxBody = Callable[["LiveRun"], Coroutine[Any, Any, tuple[SandboxResult, list[OutputFile], list[str]]]]
+
+
+class Stopped(Exception):
+    """The program broke the channel's rules; ``error`` is what the client is told."""
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+
+
+class LiveRun:
+    def __init__(self, state: RunState, replay: list[Batch], limits: RunLimits) -> None:
+        self.state = state
+        self.recorded: dict[str, list[dict[str, Any]]] = {}  # call (tool and arguments) -> results, in order
+        for batch in replay:
+            for call, result in zip(batch.calls, batch.results, strict=True):
+                self.recorded.setdefault(call_key(call), []).append(result)
+        # The frame now waiting: its calls, and the results the record gave some of them already.
+        self.waiting: tuple[list[dict[str, Any]], dict[int, dict[str, Any]]] = ([], {})
+        self.limits = limits
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.host_end, self.sandbox_end = socket.socketpair()
+        self.host_end.setblocking(False)
+        self.writer: asyncio.StreamWriter | None = None
+        # The channel reads no further frame until the last batch was answered: a program that
+        # floods it blocks on its own full socket instead of filling the API's memory.
+        self.answered = asyncio.Event()
+        self.reported = False
+        self.task: asyncio.Task[None] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
+        self.token_key: str | None = None  # the continuation now outstanding, revoked on cancel
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {name: identifier for name, identifier in self.state.tools}
+
+    def start(self, body: SandboxBody) -> None:
+        self.task = asyncio.create_task(self.lifecycle(body))
+
+    async def next_event(self, timeout_s: float) -> Event:
+        """The next batch or the end; a program that neither calls nor ends in time is stopped."""
+        try:
+            return await asyncio.wait_for(self.events.get(), timeout_s)
+        except TimeoutError:
+            await self.stop()
+            return Finished(
+                None, error="Time limit exceeded", detail=f"TimeoutError: Execution exceeded {timeout_s:g} seconds"
+            )
+
+    def report(self, end: Finished) -> None:
+        """The outcome, as soon as it is known: the sandbox's directories are removed after the answer."""
+        if not self.reported:
+            self.reported = True
+            self.events.put_nowait(end)
+
+    def deliver(self, results: list[dict[str, Any]]) -> None:
+        """The client's results for the batch it was given, merged into the frame the program sent."""
+        calls, known = self.waiting
+        fresh = iter(results)
+        self.send([known[index] if index in known else next(fresh) for index in range(len(calls))])
+        self.answered.set()
+
+    async def stop(self) -> None:
+        """Kill the sandbox and wait until its directories are gone; a request waiting on it is told."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+        if self.task is not None and not self.task.done():
+            if not self.reported:  # once reported, the task is only removing the directories: let it
+                self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.report(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))
+
+    def send(self, results: list[dict[str, Any]]) -> None:
+        assert self.writer is not None
+        payload = json.dumps({"results": results}, separators=(",", ":")).encode()
+        self.writer.write(HEADER.pack(len(payload)) + payload)
+
+    async def lifecycle(self, body: SandboxBody) -> None:
+        channel = asyncio.create_task(self.serve_channel())
+        sandbox = asyncio.create_task(body(self))
+        try:
+            await asyncio.wait({channel, sandbox}, return_when=asyncio.FIRST_COMPLETED)
+            stopped = self.violation(channel)
+            if stopped is not None:
+                sandbox.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sandbox
+                self.report(Finished(None, error=stopped.error, detail=stopped.detail))
+                return
+            try:
+                result, files, notes = await sandbox
+            except CodeapiError as error:
+                self.report(Finished(None, error="Execution failed or timed out", detail=error.message))
+                return
+            self.report(Finished(result, files, notes))
+        except BaseException:
+            for task in (channel, sandbox):
+                task.cancel()
+            await asyncio.gather(channel, sandbox, return_exceptions=True)
+            raise
+        finally:
+            channel.cancel()
+            self.host_end.close()
+            self.sandbox_end.close()
+
+    @staticmethod
+    def violation(channel: asyncio.Task[None]) -> Stopped | None:
+        if not channel.done() or channel.cancelled():
+            return None
+        error = channel.exception()
+        return error if isinstance(error, Stopped) else None
+
+    async def serve_channel(self) -> None:
+        reader, self.writer = await asyncio.open_unix_connection(sock=self.host_end)
+        while True:
+            try:
+                size = HEADER.unpack(await reader.readexactly(HEADER.size))[0]
+                if size > self.limits.max_batch_bytes:
+                    raise Stopped(
+                        "Execution failed or timed out",
+                        f"A batch of tool calls exceeds {self.limits.max_batch_bytes // 1024} KiB of arguments",
+                    )
+                calls = self.parse(await reader.readexactly(size))
+            except asyncio.IncompleteReadError:
+                return  # the program closed its end: it is finishing
+            known = self.recall(calls)
+            if len(known) == len(calls):
+                self.send([known[index] for index in range(len(calls))])
+                continue
+            if len(self.state.history) >= self.limits.max_rounds:
+                raise Stopped(
+                    "Execution failed or timed out",
+                    f"The program made more than {self.limits.max_rounds} rounds of tool calls",
+                )
+            self.waiting = (calls, known)
+            self.events.put_nowait(Batch([call for index, call in enumerate(calls) if index not in known]))
+            await self.answered.wait()
+            self.answered.clear()
+
+    def recall(self, calls: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """The recorded results for these calls (by position), each used once."""
+        known: dict[int, dict[str, Any]] = {}
+        for index, call in enumerate(calls):
+            results = self.recorded.get(call_key(call))
+            if results:
+                known[index] = results.pop(0)
+        return known
+
+    def parse(self, frame: bytes) -> list[dict[str, Any]]:
+        """A batch as the driver sends it; anything else on the channel ends the run."""
+        try:
+            calls = json.loads(frame)["calls"]
+        except (ValueError, KeyError, TypeError):
+            raise Stopped(
+                "Execution failed or timed out", "The program wrote a malformed frame on the tool channel"
+            ) from None
+        if not isinstance(calls, list) or not calls:
+            raise Stopped("Execution failed or timed out", "The program wrote a malformed frame on the tool channel")
+        if len(calls) > self.limits.max_calls_per_batch:
+            raise Stopped(
+                "Execution failed or timed out",
+                f"More than {self.limits.max_calls_per_batch} tool calls at once",
+            )
+        names = self.names
+        parsed: list[dict[str, Any]] = []
+        for call in calls:
+            if not isinstance(call, dict) or not isinstance(call.get("input"), dict):
+                raise Stopped(
+                    "Execution failed or timed out", "The program wrote a malformed frame on the tool channel"
+                )
+            name = call.get("name")
+            if not isinstance(name, str) or name not in names:
+                raise Stopped(f"Sandbox requested an unregistered tool: {str(name)[:100]}", "")
+            parsed.append({"name": name, "input": call["input"]})
+        return parsed
+
+
+def call_key(call: dict[str, Any]) -> str:
+    return json.dumps([call["name"], call["input"]], sort_keys=True, separators=(",", ":"))

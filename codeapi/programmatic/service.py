@@ -1,0 +1,355 @@
+"""Programmatic tool calling: start a program, pause it at each batch of tool calls, continue it.
+
+A paused program waits in its own sandbox on the replica that started it. A continuation that
+reaches another replica (or this one after a restart) replays the program from the start with the
+recorded results, which the run answers itself, so the client sees only the new batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from codeapi.errors import InvalidRequest, RateLimited, RequestTooLarge, SessionNotFound
+from codeapi.execution.outcome import OutputFile, decode, join_stderr
+from codeapi.execution.program import ProgramRunner, check_program_text
+from codeapi.execution.service import ExecRequest, ExecutionService, FileRef
+from codeapi.languages import get_language
+from codeapi.programmatic.continuations import Batch, ContinuationStore, RunState, token_key
+from codeapi.programmatic.run import Finished, LiveRun, RunLimits
+from codeapi.programmatic.tools import Tool, bash_script, tools_file
+from codeapi.programmatic.variables import SessionVariables
+from codeapi.repl import protocol
+from codeapi.sandbox.policy import SandboxJob, SandboxResult, Termination
+from codeapi.sandbox.workspace import JobDirs, Workspaces
+from codeapi.sessions.ids import new_id
+
+logger = structlog.get_logger(__name__)
+
+DRIVER = Path(__file__).with_name("sandbox_driver.py")
+INVALID_TOKEN = "Invalid or expired continuation token"
+
+
+@dataclass(frozen=True)
+class ProgrammaticLimits:
+    max_time_s: float  # MAX_EXECUTION_TIME: the cap on one round's running time
+    pause_s: float  # how long a paused program and its token wait for the continuation
+    max_rounds: int = 20
+    max_calls_per_batch: int = 64
+    max_arguments_bytes: int = 1024 * 1024
+    max_result_bytes: int = 1024 * 1024
+    max_live_runs: int = 16  # paused sandboxes each hold a uid; the rest stay for /exec
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    lang: str
+    code: str
+    tools: tuple[Tool, ...]
+    caller: str
+    files: tuple[FileRef, ...] = ()
+    session_id: str | None = None
+    entity_id: str | None = None
+    user_id: str | None = None
+    timeout_s: float | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    call_id: str
+    ok: bool
+    value: Any
+    error: str | None
+
+
+class ProgrammaticService:
+    def __init__(
+        self,
+        executions: ExecutionService,
+        programs: ProgramRunner,
+        workspaces: Workspaces,
+        continuations: ContinuationStore,
+        limits: ProgrammaticLimits,
+    ) -> None:
+        self.executions = executions
+        self.programs = programs
+        self.workspaces = workspaces
+        self.continuations = continuations
+        self.limits = limits
+        self.variables = SessionVariables(executions.warm, executions.limits.max_file_bytes)
+        self.replica = new_id()
+        self.runs: dict[str, LiveRun] = {}
+        self.background: set[asyncio.Task[None]] = set()
+
+    @property
+    def run_limits(self) -> RunLimits:
+        return RunLimits(self.limits.max_calls_per_batch, self.limits.max_arguments_bytes, self.limits.max_rounds)
+
+    async def start(self, request: StartRequest) -> dict[str, Any]:
+        if not request.code.strip():
+            raise InvalidRequest("Code must not be empty", field="code")
+        check_program_text(request.code, ())
+        self.check_capacity()
+        timeout_s = min(request.timeout_s or self.limits.max_time_s, self.limits.max_time_s)
+        session = await self.executions.choose_session(
+            ExecRequest(
+                lang=request.lang,
+                code=request.code,
+                files=request.files,
+                session_id=request.session_id,
+                entity_id=request.entity_id,
+                user_id=request.user_id,
+            )
+        )
+        state = RunState(
+            run_id=new_id(),
+            replica=self.replica,
+            caller=request.caller,
+            session_id=session.session_id,
+            lang=request.lang,
+            code=request.code,
+            tools=[[tool.name, tool.identifier] for tool in request.tools],
+            files=[[ref.file_id, ref.session_id, ref.name] for ref in request.files],
+            timeout_s=timeout_s,
+            user_id=request.user_id,
+            request_id=request.request_id,
+        )
+        return await self.advance(self.launch(state, []))
+
+    async def resume(self, token: str, results: list[ToolResult], caller: str) -> dict[str, Any]:
+        state = await self.continuations.take(token, caller)
+        if state is None:
+            return {"status": "error", "error": INVALID_TOKEN}
+        try:
+            answered = self.match_results(state, results)
+            if state.run_id not in self.runs:
+                self.check_capacity()  # a replay needs a sandbox of its own
+        except (InvalidRequest, RateLimited):
+            await self.continuations.put(token_key(token), state)  # the continuation may be retried
+            raise
+        for stale in state.superseded:
+            self.discard(stale)  # this replica paused it before another one took the program over
+        run = self.runs.get(state.run_id)
+        if run is not None and state.replica == self.replica:
+            if run.expiry is not None:
+                run.expiry.cancel()
+            if not run.reported:  # else it ended while paused (memory, a crash): that is its answer
+                run.state.history.append(Batch(state.history[-1].calls, answered))
+                run.deliver(answered)
+            return await self.advance(run)
+        # Not here (another replica, a restart) or already gone: replay with the recorded results.
+        state.history[-1].results = answered
+        replayed = replace(
+            state,
+            run_id=new_id(),
+            replica=self.replica,
+            history=[],
+            call_ids=[],
+            superseded=[*state.superseded, state.run_id],
+        )
+        logger.info("ptc.replay", run_id=replayed.run_id, rounds=len(state.history))
+        return await self.advance(self.launch(replayed, list(state.history)))
+
+    async def cancel(self, request_id: str, caller: str) -> bool:
+        for run in list(self.runs.values()):
+            if run.state.request_id == request_id and secrets.compare_digest(run.state.caller, caller):
+                if run.token_key is not None:
+                    await self.continuations.revoke(run.token_key)
+                await run.stop()
+                self.runs.pop(run.state.run_id, None)
+                logger.info("ptc.cancelled", run_id=run.state.run_id)
+                return True
+        return False
+
+    async def close(self) -> None:
+        await asyncio.gather(*(run.stop() for run in self.runs.values()), return_exceptions=True)
+        self.runs.clear()
+        await asyncio.gather(*self.background, return_exceptions=True)
+
+    def check_capacity(self) -> None:
+        if len(self.runs) >= self.limits.max_live_runs:
+            raise RateLimited(retry_after_s=5)
+
+    def launch(self, state: RunState, replay: list[Batch]) -> LiveRun:
+        run = LiveRun(state, replay, self.run_limits)
+        # Replayed rounds count against the cap like live ones, and stay in the record for the next replay.
+        run.state.history.extend(replay)
+        self.runs[state.run_id] = run
+        run.start(self.run_sandbox)
+        return run
+
+    def match_results(self, state: RunState, results: list[ToolResult]) -> list[dict[str, Any]]:
+        """The results in the order of the batch's calls; unknown, duplicate or missing ids are refused."""
+        by_id: dict[str, ToolResult] = {}
+        for result in results:
+            if result.call_id not in state.call_ids:
+                raise InvalidRequest(f"No tool call with id {result.call_id[:40]!r} is waiting", field="tool_results")
+            if result.call_id in by_id:
+                raise InvalidRequest(f"Duplicate result for tool call {result.call_id!r}", field="tool_results")
+            size = len(json.dumps(result.value if result.ok else result.error).encode())
+            if size > self.limits.max_result_bytes:
+                raise RequestTooLarge(
+                    f"The result of tool call {result.call_id!r} exceeds {self.limits.max_result_bytes // 1024} KiB",
+                    field="tool_results",
+                )
+            by_id[result.call_id] = result
+        missing = [call_id for call_id in state.call_ids if call_id not in by_id]
+        if missing:
+            raise InvalidRequest(f"Missing results for tool calls: {', '.join(missing)}", field="tool_results")
+        return [
+            {"ok": True, "value": by_id[call_id].value}
+            if by_id[call_id].ok
+            else {"ok": False, "error": by_id[call_id].error or "Tool execution failed"}
+            for call_id in state.call_ids
+        ]
+
+    async def advance(self, run: LiveRun) -> dict[str, Any]:
+        """Wait for the run's next batch (answer tool_call_required) or its end (completed / error)."""
+        try:
+            event = await run.next_event(run.state.timeout_s)
+            if isinstance(event, Batch):
+                return await self.pause(run, event)
+        except asyncio.CancelledError:
+            self.discard(run.state.run_id)  # the caller went away: nobody holds a token for this run
+            raise
+        self.runs.pop(run.state.run_id, None)
+        if run.task is not None and not run.task.done():
+            self.keep(run.task)  # removing the sandbox's directories, after the answer
+        return self.report(run.state, event)
+
+    async def pause(self, run: LiveRun, batch: Batch) -> dict[str, Any]:
+        state = run.state
+        call_ids = [secrets.token_hex(6) for _ in batch.calls]
+        record = replace(state, history=[*state.history, Batch(batch.calls)], call_ids=call_ids)
+        token = await self.continuations.issue(record)
+        run.token_key = token_key(token)
+        run.expiry = asyncio.get_running_loop().call_later(self.limits.pause_s, self.expire, run)
+        return {
+            "status": "tool_call_required",
+            "session_id": state.session_id,
+            "continuation_token": token,
+            "tool_calls": [
+                {"id": call_id, "name": call["name"], "input": call["input"]}
+                for call_id, call in zip(call_ids, batch.calls, strict=True)
+            ],
+            "stdout": "",
+            "stderr": "",
+            "files": [],
+        }
+
+    def expire(self, run: LiveRun) -> None:
+        """A paused program never continued: its sandbox goes; its token expires in the store."""
+        self.discard(run.state.run_id)
+        logger.info("ptc.expired", run_id=run.state.run_id)
+
+    def discard(self, run_id: str) -> None:
+        """Stop a run of this replica in the background, if it still has one by that id."""
+        run = self.runs.pop(run_id, None)
+        if run is None:
+            return
+        self.keep(asyncio.create_task(run.stop()))
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to background work until it is done (and for close() to wait on)."""
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def report(self, state: RunState, end: Finished) -> dict[str, Any]:
+        notes = list(end.notes)
+        output_kb = self.executions.limits.output_kb
+        stdout = stderr = ""
+        error = end.error
+        if end.result is not None:
+            result = end.result
+            stdout = decode(result.stdout, result.stdout_truncated, "stdout", output_kb, notes)
+            stderr = decode(result.stderr, result.stderr_truncated, "stderr", output_kb, notes)
+            error = error or self.failure(result)
+        if end.detail:
+            notes.insert(0, end.detail)
+        stderr = join_stderr(stderr, notes)
+        logger.info("ptc.finished", run_id=state.run_id, error=error, rounds=len(state.history))
+        if error is not None:
+            return {"status": "error", "error": error, "stdout": stdout, "stderr": stderr}
+        return {
+            "status": "completed",
+            "session_id": state.session_id,
+            "stdout": stdout,
+            "stderr": stderr,
+            "files": [file_ref(item) for item in end.files],
+        }
+
+    @staticmethod
+    def failure(result: SandboxResult) -> str | None:
+        """The contract's error string for a run that did not end well (the client shows only these)."""
+        match result.termination:
+            case Termination.TIMEOUT:
+                return "Time limit exceeded"
+            case Termination.MEMORY:
+                return "Out of memory"
+            case Termination.OUTPUT_LIMIT:
+                return "stdout length exceeded" if result.stdout_truncated else "stderr length exceeded"
+            case _:
+                return None if result.exit_code == 0 else f"Sandbox exited with code {result.exit_code}"
+
+    async def run_sandbox(self, run: LiveRun) -> tuple[SandboxResult, list[OutputFile], list[str]]:
+        """The program in a fresh sandbox with the tool channel passed in; outputs stored when it succeeds."""
+        state = run.state
+        session = await self.executions.sessions.get(state.session_id)
+        if session is None:
+            raise SessionNotFound("The session of this program has expired")
+        refs = tuple(FileRef(file_id, session_id, name) for file_id, session_id, name in state.files)
+        save = self.variables.save_mode(state.lang)
+        job_id = new_id()
+        async with self.workspaces.job(job_id) as dirs:
+            staged = await self.executions.write_inputs(await self.executions.choose_inputs(session, refs), dirs)
+            saved = await self.variables.restore(state.session_id, dirs) if save is not protocol.Save.NEVER else None
+            result = await self.programs.runner.run(self.sandbox_job(run, dirs, job_id, save))
+            notes: list[str] = []
+            if save is not protocol.Save.NEVER:
+                await self.variables.save(state.session_id, dirs, saved, notes)
+            files = await self.executions.collect_outputs(state.session_id, dirs, staged, notes) if result.ok else []
+            run.report(Finished(result, files, notes))
+        return result, files, notes
+
+    def sandbox_job(self, run: LiveRun, dirs: JobDirs, job_id: str, save: protocol.Save) -> SandboxJob:
+        """The driver, the tools and the program in /code; the Python runtime runs the driver for both languages."""
+        state, spec = run.state, get_language("py")
+        source = "main.sh" if state.lang == "bash" else "main.py"
+        tools = tuple(Tool(name, identifier) for name, identifier in state.tools)
+        code = bash_script(tools, state.code) if state.lang == "bash" else state.code
+        for name, text in (("driver.py", DRIVER.read_text()), ("tools.json", tools_file(tools)), (source, code)):
+            (dirs.code / name).write_text(text, encoding="utf-8")
+            os.chown(dirs.code / name, dirs.uid, dirs.uid)
+        self.programs.seed_home(spec, dirs)
+        fd = run.sandbox_end.fileno()
+        argv = ("/opt/python/bin/python3", "-I", "/code/driver.py", state.lang, "/code/tools.json", f"/code/{source}")
+        # Each round gets the full timeout; the sandbox itself lives for every round and pause.
+        lifetime_s = (state.timeout_s + self.limits.pause_s) * (self.limits.max_rounds + 1)
+        job = self.programs.job(spec, dirs, job_id, argv, self.programs.limits.memory_mb, lifetime_s)
+        return replace(
+            job,
+            pass_fds=(fd,),
+            env={**job.env, "CODEAPI_TOOL_FD": str(fd), "CODEAPI_STATE_SAVE": save.value},
+            binds=(*job.binds, *self.variables.binds(save)),
+        )
+
+
+def file_ref(item: OutputFile) -> dict[str, Any]:
+    ref: dict[str, Any] = {
+        "id": item.file_id,
+        "name": item.name,
+        "path": f"/mnt/data/{item.name}",
+        "storage_session_id": item.session_id,
+        "session_id": item.session_id,
+    }
+    if item.inherited:
+        ref["inherited"] = True
+    return ref
