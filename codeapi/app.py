@@ -18,6 +18,7 @@ from codeapi.auth.keys import KeyChecker
 from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
 from codeapi.config import ConfigError, Settings
 from codeapi.config.groups import AuthSettings
+from codeapi.egress.gateway import EgressGateway, EgressPolicy
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecLimits, ExecutionService
 from codeapi.execution.warm import WarmPython
@@ -86,7 +87,22 @@ def exec_limits(settings: Settings) -> ExecLimits:
     )
 
 
-def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
+def build_egress(settings: Settings) -> EgressGateway | None:
+    """ENABLE_SANDBOX_NETWORK: sandboxes reach the package registries through the egress proxy."""
+    egress = settings.egress
+    if not egress.enable_sandbox_network:
+        return None
+    policy = EgressPolicy(
+        port=egress.port,
+        allowlist=tuple(egress.allowlist),
+        max_connections=egress.max_connections,
+        max_bytes=egress.max_mb * MB,
+        hosts=egress.hosts,
+    )
+    return EgressGateway(policy)
+
+
+def build_runner(settings: Settings, workspaces: Workspaces, egress: EgressGateway | None = None) -> NsjailRunner:
     security = settings.security
     if security.enable_filesystem_isolation:
         isolation = Isolation(system_binds(workspaces.system_dir))
@@ -96,7 +112,7 @@ def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
         isolation = Isolation(view, masked_paths(view, private))
     isolation = replace(isolation, own_network=security.enable_network_isolation)
     nsjail = resolve_nsjail(settings.sandbox.nsjail_binary)
-    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY)
+    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY, egress)
 
 
 def warn_disabled_isolation(settings: Settings, cgroups_available: bool) -> None:
@@ -176,7 +192,7 @@ def build_warm_python(
     memory_mb = settings.limits.memory_mb
     zygote = ZygoteProcess(
         runtime / "python" / "bin" / "python3",
-        {**BASE_ENV, **spec.render_env(memory_mb)},
+        {**BASE_ENV, **spec.render_env(memory_mb), **(runner.egress.policy.sandbox_env() if runner.egress else {})},
         runtime / "mplcache",
         workspaces.system_dir / "zygote",
     )
@@ -234,7 +250,10 @@ def create_app(settings: Settings) -> FastAPI:
             max_file_bytes=settings.limits.file_size_mb * MB,
             max_files_per_session=settings.limits.files_per_session,
         )
-        runner = build_runner(settings, workspaces)
+        egress = build_egress(settings)
+        if egress is not None:
+            await egress.start()
+        runner = build_runner(settings, workspaces, egress)
         programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
@@ -272,6 +291,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
             # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
             runner.close()
+            if egress is not None:
+                await egress.stop()
             workspaces.close()
             await metadata.close()
             await blobs.close()
