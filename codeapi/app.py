@@ -18,7 +18,8 @@ from codeapi.auth.keys import KeyChecker
 from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
 from codeapi.config import ConfigError, Settings
 from codeapi.config.groups import AuthSettings
-from codeapi.egress.gateway import EgressGateway, EgressPolicy
+from codeapi.egress.gateway import EgressGateway, EgressPolicy, network_env
+from codeapi.egress.skilldeps import SkillDeps
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecLimits, ExecutionService
 from codeapi.execution.warm import WarmPython
@@ -99,7 +100,7 @@ def build_egress(settings: Settings) -> EgressGateway | None:
         max_bytes=egress.max_mb * MB,
         hosts=egress.hosts,
     )
-    return EgressGateway(policy)
+    return EgressGateway(policy, SkillDeps(egress.skill_deps_path, settings.sandbox.workdir_size_mb * MB))
 
 
 def build_runner(settings: Settings, workspaces: Workspaces, egress: EgressGateway | None = None) -> NsjailRunner:
@@ -192,7 +193,7 @@ def build_warm_python(
     memory_mb = settings.limits.memory_mb
     zygote = ZygoteProcess(
         runtime / "python" / "bin" / "python3",
-        {**BASE_ENV, **spec.render_env(memory_mb), **(runner.egress.policy.sandbox_env() if runner.egress else {})},
+        {**BASE_ENV, **spec.render_env(memory_mb), **network_env(runner.egress)},
         runtime / "mplcache",
         workspaces.system_dir / "zygote",
     )
@@ -258,7 +259,9 @@ def create_app(settings: Settings) -> FastAPI:
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
         warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
-        executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings), warm)
+        executions = ExecutionService(
+            sessions, workspaces, programs, exec_limits(settings), warm, egress.skill_deps if egress else None
+        )
         background = start_warm_python(warm, settings, metadata)
         app.state.components = Components(
             executions=executions,

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from codeapi.egress import skilldeps
 from codeapi.egress.allowlist import Allowlist
 from codeapi.egress.netns import SandboxNetwork, create_sandbox_network
 
@@ -31,6 +32,15 @@ security_logger = structlog.get_logger("codeapi.security")
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 PROXY_NICE = 10
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Without ENABLE_SANDBOX_NETWORK: package managers fail at once, naming the reason, instead of
+# retrying a lookup that cannot succeed (pip took 11 s to give up).
+OFFLINE_INDEX = "https://no-network-in-this-sandbox.invalid/"
+OFFLINE_ENV = {
+    "PIP_INDEX_URL": OFFLINE_INDEX + "simple/",
+    "PIP_RETRIES": "0",
+    "npm_config_registry": OFFLINE_INDEX,
+    "npm_config_fetch_retries": "0",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class EgressPolicy:
         """What makes pip, npm, go, cargo, curl and Python's HTTP clients use the proxy and trust the host's CAs."""
         proxy = f"http://127.0.0.1:{self.port}"
         return {
+            **skilldeps.sandbox_env(),
             **{name: proxy for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")},
             "npm_config_https_proxy": proxy,
             "npm_config_proxy": proxy,
@@ -56,10 +67,16 @@ class EgressPolicy:
         }
 
 
+def network_env(gateway: EgressGateway | None) -> dict[str, str]:
+    """What a sandbox's package managers need to know about its network, on or off."""
+    return OFFLINE_ENV if gateway is None else gateway.policy.sandbox_env()
+
+
 class EgressGateway:
-    def __init__(self, policy: EgressPolicy) -> None:
+    def __init__(self, policy: EgressPolicy, skill_deps: skilldeps.SkillDeps) -> None:
         Allowlist.build(policy.allowlist)  # a bad entry fails at start-up, not in the proxy
         self.policy = policy
+        self.skill_deps = skill_deps
         self.process: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
         self.restarts = 0
@@ -68,6 +85,7 @@ class EgressGateway:
         self.send_lock = asyncio.Lock()
 
     async def start(self) -> None:
+        self.skill_deps.prepare()
         await self.launch()
         self.supervisor = asyncio.create_task(self.supervise(), name="egress-proxy-supervisor")
 

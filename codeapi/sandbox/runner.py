@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from codeapi.egress.gateway import EgressGateway
+from codeapi.egress.gateway import EgressGateway, network_env
 from codeapi.errors import SandboxFailure
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.nsjail import render
@@ -93,14 +93,13 @@ class NsjailRunner:
     async def networked(self, job: SandboxJob) -> AsyncIterator[SandboxJob]:
         """The job as it runs: with ENABLE_SANDBOX_NETWORK, in a network of its own whose only
         service is the egress proxy, for as long as the context lasts."""
+        env = {**job.env, **network_env(self.egress)}
         if self.egress is None:
-            yield job
+            yield replace(job, env=env)
             return
         async with self.egress.network(job.job_id) as network:
             fd = network.namespace_fd
-            yield replace(
-                job, network_fd=fd, pass_fds=(*job.pass_fds, fd), env={**job.env, **self.egress.policy.sandbox_env()}
-            )
+            yield replace(job, network_fd=fd, pass_fds=(*job.pass_fds, fd), env=env)
 
     async def run_in(self, job: SandboxJob, cgroup: cgroups.JobCgroup | None) -> SandboxResult:
         async with self.networked(job) as job:
