@@ -275,6 +275,7 @@ def create_app(settings: Settings) -> FastAPI:
             spool_dir=spool_dir,
             backends={"metadata": metadata.name, "files": blobs.name},
             check_sandbox=executions.check_sandbox,
+            egress=egress,
         )
         sweeper = asyncio.create_task(
             run_sweeper(

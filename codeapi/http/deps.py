@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from codeapi.auth.keys import KeyChecker, extract_key
 from codeapi.auth.tokens import TokenVerifier, extract_bearer
+from codeapi.egress.gateway import EgressGateway
 from codeapi.execution.service import ExecutionService
 from codeapi.sessions.service import SessionService
 
@@ -28,6 +29,7 @@ class Components:
     spool_dir: Path
     backends: dict[str, str]
     check_sandbox: Callable[[], Awaitable[None]]
+    egress: EgressGateway | None = None  # ENABLE_SANDBOX_NETWORK
 
 
 def components(request: Request) -> Components:

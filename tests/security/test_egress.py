@@ -249,6 +249,8 @@ async def test_the_proxy_is_started_again_when_it_dies(hostile: Hostile) -> None
             break
         await asyncio.sleep(0.5)
     assert body["stdout"].startswith("HTTP/1.1 403"), body
+    detailed = (await hostile.client.get("/health/detailed")).json()
+    assert detailed["checks"]["egress_proxy"] == {"status": "healthy", "restarts": 1}
 
 
 def is_proxy_of_this_process(pid: str) -> bool:
