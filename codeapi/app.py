@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -14,7 +14,10 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from codeapi import __version__
+from codeapi.auth.gate import AuthGate
 from codeapi.auth.keys import KeyChecker
+from codeapi.auth.managed import environment_records, refuse_short_keys
+from codeapi.auth.ratelimit import RATE_LIMIT_HEADERS, RateLimiter
 from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
 from codeapi.config import ConfigError, Settings
 from codeapi.config.groups import AuthSettings
@@ -25,11 +28,17 @@ from codeapi.execution.service import ExecLimits, ExecutionService
 from codeapi.execution.warm import WarmPython
 from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
+from codeapi.http.descriptors import raise_descriptor_limit
 from codeapi.http.middleware import RequestLoggingMiddleware
+from codeapi.http.routes import admin as admin_routes
+from codeapi.http.routes import dashboard as dashboard_routes
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
 from codeapi.languages import get_language
+from codeapi.observability.debug import redacted_config, warn_debug_mode
+from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
+from codeapi.observability.usage import UsageLedger
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
@@ -172,6 +181,9 @@ def start_warm_python(warm: WarmPython | None, settings: Settings, metadata: Met
     if warm is None:
         return []
     warm.pool.start()
+    pool = warm.pool
+    WARM_SANDBOXES.set_function(lambda: len(pool.warm))  # read at scrape time, never stale
+    KEPT_SANDBOXES.set_function(lambda: len(pool.hot))
     if warm.states is None:
         return []
     interval_s = settings.state.archive_check_interval_seconds
@@ -236,10 +248,12 @@ def build_token_verifier(auth: AuthSettings) -> TokenVerifier | None:
 
 def create_app(settings: Settings) -> FastAPI:
     tokens = build_token_verifier(settings.auth)
+    refuse_short_keys(settings.auth, settings.api.debug)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sandbox, security = settings.sandbox, settings.security
+        raise_descriptor_limit(UID_POOL_SIZE)
         workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
         isolated = security.enable_network_isolation or security.enable_filesystem_isolation
         warn_disabled_isolation(settings, prepare_host(sandbox, workspaces, require_cgroups=isolated))
@@ -263,12 +277,20 @@ def create_app(settings: Settings) -> FastAPI:
             sessions, workspaces, programs, exec_limits(settings), warm, egress.skill_deps if egress else None
         )
         background = start_warm_python(warm, settings, metadata)
+        limiter = RateLimiter.for_backend(settings.redis)
         app.state.components = Components(
             executions=executions,
             sessions=sessions,
-            keys=KeyChecker(settings.auth.valid_keys),
-            tokens=tokens,
-            auth_enabled=settings.auth.auth_enabled,
+            gate=AuthGate(
+                settings.auth.auth_enabled,
+                KeyChecker(settings.auth.valid_keys),
+                metadata,
+                tokens,
+                limiter,
+                KeyChecker((settings.auth.master_api_key,)) if settings.auth.master_api_key else None,
+            ),
+            usage=UsageLedger(metadata),
+            environment_keys=environment_records(settings.auth, datetime.now(UTC)),
             max_filename_length=settings.limits.filename_length,
             max_files_per_session=settings.limits.files_per_session,
             max_file_bytes=settings.limits.file_size_mb * MB,
@@ -285,6 +307,8 @@ def create_app(settings: Settings) -> FastAPI:
             )
         )
         logger.info("codeapi.started", version=__version__, metadata=metadata.name, files=blobs.name)
+        if settings.api.debug:
+            warn_debug_mode()
         try:
             yield
         finally:
@@ -298,6 +322,7 @@ def create_app(settings: Settings) -> FastAPI:
             if egress is not None:
                 await egress.stop()
             workspaces.close()
+            await limiter.close()
             await metadata.close()
             await blobs.close()
             logger.info("codeapi.stopped")
@@ -313,6 +338,12 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     errors.install(app)
+    app.state.debug = settings.api.debug
+    app.include_router(admin_routes.router)
+    if settings.auth.master_api_key:
+        app.include_router(dashboard_routes.router)
+    if settings.api.debug:
+        app.include_router(admin_routes.debug_router(redacted_config(settings)))
     protected = APIRouter(dependencies=[Depends(require_api_key)])
     protected.include_router(exec_routes.router)
     protected.include_router(file_routes.router)
@@ -325,6 +356,8 @@ def create_app(settings: Settings) -> FastAPI:
             allow_origins=settings.dev.cors_origins or ["*"],
             allow_methods=["*"],
             allow_headers=["*"],
+            # A browser client reads these: a download's file name, the request id, its remaining quota.
+            expose_headers=["Content-Disposition", "X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
         )
     app.add_middleware(RequestLoggingMiddleware)
     return app

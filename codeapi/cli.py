@@ -78,6 +78,21 @@ def check_languages(args: argparse.Namespace) -> int:
     return asyncio.run(check(load_settings(), args.lang))
 
 
+def keys_command(args: argparse.Namespace) -> int:
+    from codeapi.auth.keys_command import run
+    from codeapi.observability.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.logging)
+    return asyncio.run(run(settings, args))
+
+
+def doctor_command(_: argparse.Namespace) -> int:
+    from codeapi.doctor import run
+
+    return run(load_settings())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codeapi", description="Self-hosted Code Interpreter API")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -94,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     check_parser = commands.add_parser("check-languages", help="run hello world in every language in the sandbox")
     check_parser.add_argument("lang", nargs="*", help="only these language ids")
     check_parser.set_defaults(handler=check_languages)
+    from codeapi.auth.keys_command import add_arguments
+
+    keys_parser = commands.add_parser("keys", help="create, list, disable, enable or revoke managed API keys")
+    add_arguments(keys_parser)
+    keys_parser.set_defaults(handler=keys_command)
+    commands.add_parser("doctor", help="check the host and backends; exit status 0 when it can serve").set_defaults(
+        handler=doctor_command
+    )
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result

@@ -109,9 +109,10 @@ class RateLimited(CodeapiError):
     code = "rate_limited"
     error_type = "rate_limited"
 
-    def __init__(self, retry_after_s: int) -> None:
+    def __init__(self, retry_after_s: int, headers: dict[str, str] | None = None) -> None:
         super().__init__("rate_limited")
         self.retry_after_s = retry_after_s
+        self.headers = headers or {}  # the limit that was hit, as RateLimit-* / X-RateLimit-* headers
 
 
 class BackendUnavailable(CodeapiError):

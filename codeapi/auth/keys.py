@@ -8,8 +8,6 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from codeapi.errors import AuthError
-
 
 def extract_key(headers: Mapping[str, str]) -> str | None:
     """x-api-key wins when present; Basic may be "KEY:", "KEY" (node-fetch v2) or ":KEY"."""
@@ -37,13 +35,10 @@ class KeyChecker:
     def __init__(self, valid_keys: tuple[str, ...]) -> None:
         self.digests = tuple(hashlib.sha256(key.encode()).digest() for key in valid_keys)
 
-    def check(self, key: str | None) -> None:
-        if not key:
-            raise AuthError("API key is required")
+    def matches(self, key: str) -> bool:
         digest = hashlib.sha256(key.encode()).digest()
         # Compare against every key without stopping early, so timing reveals nothing.
         matched = False
         for valid in self.digests:
             matched |= hmac.compare_digest(digest, valid)
-        if not matched:
-            raise AuthError("Invalid API key")
+        return matched

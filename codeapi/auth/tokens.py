@@ -60,6 +60,15 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise AuthError(f"Invalid token: {error}") from None
+        # PyJWT accepts a numeric string for exp (it calls int() on it) and an empty sub.
+        if not all(is_number(claims[name]) for name in ("exp", "iat", "nbf")):
+            raise AuthError("Invalid token: exp, iat and nbf must be numbers")
+        if not isinstance(claims["sub"], str) or not claims["sub"].strip():
+            raise AuthError("Invalid token: sub must name a user")
         if claims["exp"] - claims["iat"] > MAX_LIFETIME_S:
             raise AuthError(f"Invalid token: lives longer than {MAX_LIFETIME_S} s")
-        return str(claims["sub"])
+        return claims["sub"]
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

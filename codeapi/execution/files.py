@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from codeapi.errors import RequestTooLarge
 from codeapi.sessions.names import is_hidden
 
+T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
@@ -29,9 +32,16 @@ QUOTA_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """What tells a file apart from its earlier self without reading it. ctime is in it because no
+    program can set it back: rewriting at the same size and restoring mtime still changes ctime."""
+
     size_bytes: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
+    # SHA-256 of the bytes, for inputs a run must not change (read-only uploads): kept sandboxes
+    # re-check them by content before serving them again. Not part of equality (walks don't hash).
+    sha256: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,38 +56,57 @@ class Rejected:
     reason: str
 
 
-def fingerprint(st: os.stat_result) -> Fingerprint:
-    return Fingerprint(st.st_size, st.st_mtime_ns, st.st_ino)
+def one_tree(preferred: Iterable[tuple[str, T]]) -> dict[str, T]:
+    """The first item of every path that fits beside the ones before it: a path is left out when it
+    is taken, when one of its parents is a file, or when it is a directory of a path already kept."""
+    kept: dict[str, T] = {}
+    directories: set[str] = set()
+    for path, item in preferred:
+        parents = [str(parent) for parent in PurePosixPath(path).parents][:-1]
+        if path in kept or path in directories or any(parent in kept for parent in parents):
+            continue
+        kept[path] = item
+        directories.update(parents)
+    return kept
 
 
-async def write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int) -> Fingerprint:
-    """Place one input at data_dir/name (the job has not started, so the tree is still ours).
+def fingerprint(st: os.stat_result, sha256: str | None = None) -> Fingerprint:
+    return Fingerprint(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha256)
+
+
+async def write_input(
+    data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int, hashed: bool = False
+) -> Fingerprint:
+    """Place one input at data_dir/name (the job has not started, so the tree is still ours);
+    ``hashed``: the fingerprint carries the content's SHA-256.
 
     Raises RequestTooLarge when the inputs outgrow the job's disk quota.
     """
     try:
-        return await _write_input(data_dir, name, chunks, uid)
+        return await _write_input(data_dir, name, chunks, uid, hashlib.sha256() if hashed else None)
     except OSError as exc:
         if exc.errno in QUOTA_ERRNOS:
             raise RequestTooLarge(f"The input files do not fit in the execution's disk quota ({name})") from exc
         raise
 
 
-async def _write_input(data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int) -> Fingerprint:
+async def _write_input(
+    data_dir: Path, name: str, chunks: AsyncIterator[bytes], uid: int, digest: hashlib._Hash | None
+) -> Fingerprint:
     target = data_dir / name
     for parent in reversed(target.relative_to(data_dir).parents):
         directory = data_dir / parent
         if str(parent) != "." and not directory.is_dir():
             directory.mkdir(mode=0o755)
             os.chown(directory, uid, uid)
-    if target.exists():
-        target.unlink()  # an explicit reference replaces an auto-mounted file of the same name
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         async for chunk in chunks:
             await asyncio.to_thread(_write_all, fd, chunk)
+            if digest is not None:
+                digest.update(chunk)
         os.fchown(fd, uid, uid)
-        return fingerprint(os.fstat(fd))
+        return fingerprint(os.fstat(fd), digest.hexdigest() if digest is not None else None)
     finally:
         os.close(fd)
 
@@ -172,14 +201,44 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+class OutputChanged(Exception):
+    """A collected file was changed, replaced or removed while it was being stored: a program of the
+    session (a thread left running in a kept sandbox) is still at work on it."""
+
+
 async def read_output(data_dir: Path, relative: str, expected: Fingerprint) -> AsyncIterator[bytes]:
-    """Stream a collected file, re-opened without following links and checked against its walk."""
-    fd = await asyncio.to_thread(open_beneath, data_dir, relative)
+    """Stream a collected file, re-opened without following links and checked against its walk
+    before and after: what is stored is what the walk saw, or nothing (OutputChanged)."""
+    try:
+        fd = await asyncio.to_thread(open_beneath, data_dir, relative)
+    except OSError as exc:
+        raise OutputChanged(relative) from exc
     try:
         if fingerprint(os.fstat(fd)) != expected:
-            raise OSError(f"{relative} changed after it was collected")
+            raise OutputChanged(relative)
+        size_bytes = 0
         while chunk := await asyncio.to_thread(os.read, fd, READ_CHUNK):
+            size_bytes += len(chunk)
             yield chunk
+        if size_bytes != expected.size_bytes or fingerprint(os.fstat(fd)) != expected:
+            raise OutputChanged(relative)
+    finally:
+        os.close(fd)
+
+
+def content_sha256(data_dir: Path, relative: str) -> str | None:
+    """The SHA-256 of a file under data_dir (links not followed); None when it cannot be read."""
+    try:
+        fd = open_beneath(data_dir, relative)
+    except OSError:
+        return None
+    try:
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, READ_CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
     finally:
         os.close(fd)
 

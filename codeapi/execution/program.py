@@ -28,19 +28,37 @@ class Program:
     timeout_s: float
 
 
+# Arguments reach the program through execve, which refuses one string over MAX_ARG_STRLEN (32
+# pages, with its NUL) and all of them over a quarter of the stack limit (2 MiB at the usual 8 MiB,
+# shared with nsjail's own options and the environment). Each costs its bytes, a NUL and a pointer.
+MAX_ARG_BYTES = 128 * 1024 - 1
+MAX_ARGS_BYTES = 256 * 1024
+ARG_OVERHEAD_BYTES = 9
+
+
 def check_program_text(code: str, args: tuple[str, ...]) -> None:
     """Refuse text no program can receive: the source is written as UTF-8, args go to execve."""
     try:
         code.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidRequest("Code must be valid Unicode text (no lone surrogates)", field="code") from exc
+    total_bytes = 0
     for arg in args:
         if "\x00" in arg:
             raise InvalidRequest("Arguments must not contain NUL characters", field="args")
         try:
-            arg.encode("utf-8")
+            size_bytes = len(arg.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise InvalidRequest("Arguments must be valid Unicode text (no lone surrogates)", field="args") from exc
+        if size_bytes > MAX_ARG_BYTES:
+            raise RequestTooLarge(f"An argument exceeds the maximum size of {MAX_ARG_BYTES} bytes", field="args")
+        total_bytes += size_bytes + ARG_OVERHEAD_BYTES
+    if total_bytes > MAX_ARGS_BYTES:
+        raise RequestTooLarge(
+            f"The arguments exceed {MAX_ARGS_BYTES // 1024} KiB together "
+            f"(each counted with {ARG_OVERHEAD_BYTES} bytes of overhead)",
+            field="args",
+        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,16 @@ import structlog
 
 from codeapi.egress.skilldeps import SkillDeps
 from codeapi.errors import FileNotFound, SandboxFailure
-from codeapi.execution.files import Fingerprint, Rejected, read_output, walk_outputs, write_input
+from codeapi.execution.files import (
+    Fingerprint,
+    FoundFile,
+    OutputChanged,
+    Rejected,
+    one_tree,
+    read_output,
+    walk_outputs,
+    write_input,
+)
 from codeapi.execution.outcome import (
     ExecOutcome,
     OutputFile,
@@ -65,6 +74,12 @@ class ExecLimits:
 class StagedInput:
     record: FileRecord
     fingerprint: Fingerprint
+
+
+def may_continue(session: SessionRecord, user_id: str | None) -> bool:
+    """A session id is a secret the caller holds, but it does not hand one user's session to another:
+    an owned session is continued only by its owner, or by a caller that names no user at all."""
+    return session.user_id is None or user_id is None or session.user_id == user_id
 
 
 # What one run left: the sandbox's result, the files stored from it, and notes for stderr.
@@ -141,7 +156,9 @@ class ExecutionService:
     async def run_cold(self, session: SessionRecord, request: ExecRequest, program: Program, job_id: str) -> Ran:
         """A one-shot run in a fresh job directory (every language; Python when no REPL is at hand)."""
         async with self.workspaces.job(job_id) as dirs:
-            staged = await self.write_inputs(await self.choose_inputs(session, request.files), dirs)
+            chosen = await self.choose_inputs(session, request.files)
+            await self.sessions.keep_in_use(session, chosen.values())
+            staged = await self.write_inputs(chosen, dirs)
             await self.attach_skill_deps(session.session_id, dirs)
             ran = await self.programs.run(program, dirs, job_id)
             await self.keep_skill_deps(session.session_id, dirs)
@@ -150,12 +167,15 @@ class ExecutionService:
         return ran.result, files, notes
 
     async def choose_session(self, request: ExecRequest) -> SessionRecord:
-        """Continue an explicit session, then the entity's latest, then a same-user file's; else a new one."""
+        """Continue an explicit session, then the user's latest of the entity, then a same-user file's;
+        else a new one. A session another user owns is never continued (docs/security.md, "Users")."""
         candidates: list[SessionRecord | None] = []
         if request.session_id:
-            candidates.append(await self.sessions.get(request.session_id))
+            explicit = await self.sessions.get(request.session_id)
+            if explicit is not None and may_continue(explicit, request.user_id):
+                candidates.append(explicit)
         if request.entity_id:
-            candidates.append(await self.sessions.latest_for_entity(request.entity_id))
+            candidates.append(await self.sessions.latest_for_entity(request.entity_id, request.user_id))
         if request.user_id:
             for ref in request.files:
                 owner = await self.sessions.get(ref.session_id)
@@ -168,23 +188,29 @@ class ExecutionService:
         return await self.sessions.create(user_id=request.user_id, entity_id=request.entity_id)
 
     async def choose_inputs(self, session: SessionRecord, refs: tuple[FileRef, ...]) -> dict[str, FileRecord]:
-        """The session's own files, then the referenced ones (a reference wins on a name clash)."""
-        chosen: dict[str, FileRecord] = {}
-        for record in await self.sessions.list_files(session.session_id):
-            chosen[record.name] = record
-        for ref in refs:
+        """The referenced files (the last reference of a name wins), then the session's own, newest first.
+
+        A session keeps every version of its files, and a program may have replaced a file by a
+        directory of the same name or the reverse: of names that cannot coexist in one tree, the
+        one chosen first is staged."""
+        preferred: list[tuple[str, FileRecord]] = []
+        for ref in reversed(refs):
             referenced = await self.sessions.find_file(ref.session_id, ref.file_id)
             if referenced is None:
                 logger.debug("exec.input_missing", file_id=ref.file_id, storage_session_id=ref.session_id)
                 continue
-            chosen[sanitize_name(ref.name or referenced.name, self.limits.max_filename_length)] = referenced
-        return chosen
+            preferred.append((sanitize_name(ref.name or referenced.name, self.limits.max_filename_length), referenced))
+        own = await self.sessions.list_files(session.session_id)
+        preferred += [(record.name, record) for record in reversed(own)]
+        return one_tree(preferred)
 
     async def write_inputs(self, chosen: dict[str, FileRecord], dirs: JobDirs) -> dict[str, StagedInput]:
         staged: dict[str, StagedInput] = {}
         for name, record in chosen.items():
             try:
-                fingerprint = await write_input(dirs.data, name, self.sessions.read(record), dirs.uid)
+                fingerprint = await write_input(
+                    dirs.data, name, self.sessions.read(record), dirs.uid, hashed=record.read_only
+                )
             except FileNotFound:
                 # Metadata outlived its bytes (e.g. a store restored from an older backup):
                 # the run goes ahead without that input, like any missing reference.
@@ -205,6 +231,7 @@ class ExecutionService:
         if sandbox is None:
             return None
         chosen = await self.choose_inputs(session, request.files)
+        await self.sessions.keep_in_use(session, chosen.values())
         kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
         if kept is None and sandbox.used:
             warm.pool.discard(sandbox)
@@ -256,7 +283,10 @@ class ExecutionService:
         if stored is not None:
             changed_paths = {item.path for item in changed}
             unchanged = (item for item in found if item.path in staged and item.path not in changed_paths)
-            stored.update({item.path: (staged[item.path].record.file_id, item.fingerprint) for item in unchanged})
+            # the staged fingerprint: equal to the walk's, and it carries a read-only input's hash
+            stored.update(
+                {item.path: (staged[item.path].record.file_id, staged[item.path].fingerprint) for item in unchanged}
+            )
         # Changes to read-only inputs (skill files) are dropped and the input is echoed as inherited;
         # they are not in ``stored`` either, so a kept sandbox holding the changed copy is not reused.
         dropped = {
@@ -275,21 +305,38 @@ class ExecutionService:
             )
             rejected += [Rejected(item.path, reason) for item in changed[allowed:]]
             changed = changed[:allowed]
-        outputs: list[OutputFile] = []
-        for item in changed:
-            if len(item.path.encode()) > self.limits.max_filename_length:
-                rejected.append(Rejected(item.path, "file name too long"))
-                continue
-            record = await self.sessions.add_file(
-                session_id, item.path, read_output(dirs.data, item.path, item.fingerprint), origin="execution"
-            )
-            origin = staged.get(item.path)
-            modified_from = StoredRef(origin.record.file_id, origin.record.session_id) if origin else None
-            outputs.append(OutputFile(record.file_id, record.name, session_id, modified_from))
-            if stored is not None:
-                stored[item.path] = (record.file_id, item.fingerprint)
+        outputs = await self.store_outputs(session_id, dirs, changed, staged, rejected, stored)
         notes += [f"Output file not saved: {item.path} ({item.reason})" for item in rejected]
         inherited = [
             OutputFile(record.file_id, path, record.session_id, inherited=True) for path, record in dropped.items()
         ]
         return outputs + inherited
+
+    async def store_outputs(
+        self,
+        session_id: str,
+        dirs: JobDirs,
+        changed: list[FoundFile],
+        staged: dict[str, StagedInput],
+        rejected: list[Rejected],
+        stored: dict[str, tuple[str, object]] | None,
+    ) -> list[OutputFile]:
+        """Store each changed file as a new file of the session; what cannot be stored goes to ``rejected``."""
+        outputs: list[OutputFile] = []
+        for item in changed:
+            if len(item.path.encode()) > self.limits.max_filename_length:
+                rejected.append(Rejected(item.path, "file name too long"))
+                continue
+            try:
+                record = await self.sessions.add_file(
+                    session_id, item.path, read_output(dirs.data, item.path, item.fingerprint), origin="execution"
+                )
+            except OutputChanged:
+                rejected.append(Rejected(item.path, "it changed while it was being saved"))
+                continue
+            origin = staged.get(item.path)
+            modified_from = StoredRef(origin.record.file_id, origin.record.session_id) if origin else None
+            outputs.append(OutputFile(record.file_id, record.name, session_id, modified_from))
+            if stored is not None:
+                stored[item.path] = (record.file_id, item.fingerprint)
+        return outputs

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeapi.execution.files import Fingerprint, walk_outputs
+from codeapi.execution.files import Fingerprint, content_sha256, walk_outputs
 from codeapi.repl import protocol
 from codeapi.repl.pool import ReplPool
 from codeapi.repl.sandbox import CallResult, ReplSandbox
@@ -47,11 +47,17 @@ def unchanged_inputs(
         return None
     if any(sandbox.manifest[name][0] != record.file_id for name, record in chosen.items()):
         return None
+    kept = {name: staged for name, (_, staged) in sandbox.manifest.items() if isinstance(staged, Fingerprint)}
     found, rejected = walk_outputs(Path(sandbox.dirs.data), max_file_bytes)
-    fingerprints = {item.path: item.fingerprint for item in found}
-    if rejected or fingerprints != {name: kept for name, (_, kept) in sandbox.manifest.items()}:
+    if rejected or {item.path: item.fingerprint for item in found} != kept:
         return None
-    return fingerprints
+    # Times cannot prove a file unchanged: a write in the same clock tick as the staging (coarse
+    # timestamps) or through an already-mapped page leaves them as they were. Inputs the session
+    # must not change are checked by content.
+    for name, staged in kept.items():
+        if staged.sha256 is not None and content_sha256(Path(sandbox.dirs.data), name) != staged.sha256:
+            return None
+    return kept
 
 
 def state_notes(call: CallResult, limit_bytes: int) -> list[str]:

@@ -7,22 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 
-from codeapi.auth.keys import KeyChecker, extract_key
-from codeapi.auth.tokens import TokenVerifier, extract_bearer
+from codeapi.auth.gate import ANONYMOUS, AuthGate, Caller
 from codeapi.egress.gateway import EgressGateway
 from codeapi.execution.service import ExecutionService
+from codeapi.observability.usage import UsageLedger
 from codeapi.sessions.service import SessionService
+from codeapi.storage.metadata.base import ApiKeyRecord
 
 
 @dataclass(frozen=True)
 class Components:
     executions: ExecutionService
     sessions: SessionService
-    keys: KeyChecker
-    tokens: TokenVerifier | None  # Bearer JWTs from LibreChat, when its public key is configured
-    auth_enabled: bool
+    gate: AuthGate  # API keys, Bearer JWTs, the master key and the rate limits
+    usage: UsageLedger
+    environment_keys: list[ApiKeyRecord]  # API_KEY and API_KEYS, listed read-only by the admin API
     max_filename_length: int
     max_files_per_session: int
     max_file_bytes: int
@@ -40,18 +42,30 @@ def components(request: Request) -> Components:
 Services = Annotated[Components, Depends(components)]
 
 
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def require_api_key(request: Request, services: Services) -> None:
-    """An API key (x-api-key wins, then Basic), else a Bearer JWT when those are configured."""
-    if not services.auth_enabled:
-        return
-    token = extract_bearer(request.headers)
-    if services.tokens is not None and token is not None and not request.headers.get("x-api-key", "").strip():
-        request.state.token_user_id = services.tokens.verify(token)
-        return
-    services.keys.check(extract_key(request.headers))
+    """An API key (x-api-key wins, then Basic), else a Bearer JWT when those are configured; then its rate limit."""
+    caller = await services.gate.admit(request.headers, client_ip(request))
+    request.state.caller = caller
+    # Every later line of this request names who made it (the sandbox's containment events too).
+    structlog.contextvars.bind_contextvars(client_ip=client_ip(request), caller=caller.label)
+    if caller.rate is not None:
+        request.state.rate_limit_headers = caller.rate.headers()  # added to the response by the middleware
+
+
+async def require_master_key(request: Request, services: Services) -> None:
+    """The admin API: MASTER_API_KEY, also when AUTH_ENABLED=false; 404 when no master key is set."""
+    await services.gate.admit_admin(request.headers, client_ip(request))
+
+
+def caller(request: Request) -> Caller:
+    found = getattr(request.state, "caller", ANONYMOUS)
+    return found if isinstance(found, Caller) else ANONYMOUS
 
 
 def token_user_id(request: Request) -> str | None:
     """The user a verified Bearer token names: it outranks any user id the request body claims."""
-    found = getattr(request.state, "token_user_id", None)
-    return found if isinstance(found, str) else None
+    return caller(request).user_id

@@ -42,7 +42,7 @@ def error_body(error: CodeapiError, request: Request) -> dict[str, Any]:
 
 async def on_codeapi_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, CodeapiError)
-    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, RateLimited) else None
+    headers = {"Retry-After": str(error.retry_after_s), **error.headers} if isinstance(error, RateLimited) else None
     if error.status >= 500:
         logger.error("request.failed", error_code=error.code, error=error.message)
     return JSONResponse(error_body(error, request), status_code=error.status, headers=headers)
@@ -71,7 +71,10 @@ async def on_http_error(request: Request, error: Exception) -> JSONResponse:
 
 async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
     logger.exception("request.unexpected_error", error_class=type(error).__name__)
-    return JSONResponse(envelope("Internal server error", "internal_server", request), status_code=500)
+    details = None
+    if getattr(request.app.state, "debug", False):  # API_DEBUG: what went wrong, for the developer at hand
+        details = [{"field": None, "message": f"{type(error).__name__}: {error}", "code": "exception"}]
+    return JSONResponse(envelope("Internal server error", "internal_server", request, details), status_code=500)
 
 
 def install(app: FastAPI) -> None:

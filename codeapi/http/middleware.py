@@ -36,7 +36,10 @@ class RequestLoggingMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                for name, value in scope["state"].get("rate_limit_headers", {}).items():
+                    headers[name] = value
             await send(message)
 
         try:

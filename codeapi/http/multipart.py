@@ -1,11 +1,14 @@
-"""Streaming multipart/form-data for uploads: file parts go to size-capped temporary files as they arrive.
+"""Streaming multipart/form-data for uploads: file parts go to one temporary file as they arrive.
 
 No part is ever held whole in memory, and a file over the limit is detected at the byte that
 crosses it; the rest of that part is discarded while the parser moves on to the next part.
+All file parts of a request share one spool file (each part is a byte range of it), so a request
+with thousands of parts holds one descriptor, and the parts are counted while they are parsed.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,15 +17,17 @@ from typing import IO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from codeapi.errors import InvalidRequest
+from codeapi.errors import InvalidRequest, TooManyFiles
 
 MAX_FIELD_BYTES = 64 * 1024
+# Plain fields a client sends (kind, id, version, entity_id, read_only): far fewer than this.
+MAX_FIELDS = 64
 
 
 @dataclass
 class UploadedPart:
     filename: str
-    spool: IO[bytes]
+    offset: int  # where the part's bytes start in the form's spool
     size_bytes: int = 0
     too_large: bool = False
 
@@ -31,10 +36,22 @@ class UploadedPart:
 class ParsedForm:
     fields: dict[str, str] = field(default_factory=dict)
     files: list[UploadedPart] = field(default_factory=list)
+    spool: IO[bytes] | None = None  # created with the first file part
 
     def close(self) -> None:
-        for part in self.files:
-            part.spool.close()
+        if self.spool is not None:
+            self.spool.close()
+
+    async def read(self, part: UploadedPart, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        """The part's bytes, in chunks."""
+        assert self.spool is not None, "a form with file parts has a spool"
+        position, end = part.offset, part.offset + part.size_bytes
+        while position < end:
+            chunk = os.pread(self.spool.fileno(), min(chunk_size, end - position), position)
+            if not chunk:
+                return
+            position += len(chunk)
+            yield chunk
 
 
 def decode_header_value(raw: bytes) -> str:
@@ -47,10 +64,14 @@ def decode_header_value(raw: bytes) -> str:
 class FormCollector:
     """Receives python-multipart's callbacks and sorts parts into fields and spooled files."""
 
-    def __init__(self, spool_dir: Path | None, max_file_bytes: int, file_fields: tuple[str, ...]) -> None:
+    def __init__(
+        self, spool_dir: Path | None, max_file_bytes: int, max_files: int, file_fields: tuple[str, ...]
+    ) -> None:
         self.form = ParsedForm()
         self.spool_dir = spool_dir
         self.max_file_bytes = max_file_bytes
+        self.max_files = max_files
+        self.fields_seen = 0
         self.file_fields = file_fields
         self.header_name = b""
         self.header_value = b""
@@ -80,10 +101,16 @@ class FormCollector:
         _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
         name = decode_header_value(params.get(b"name", b""))
         if b"filename" in params and name in self.file_fields:
-            spool = tempfile.TemporaryFile(dir=self.spool_dir)
-            self.current_file = UploadedPart(decode_header_value(params[b"filename"]), spool)
+            if len(self.form.files) >= self.max_files:
+                raise TooManyFiles(f"At most {self.max_files} files per session", field="file")
+            if self.form.spool is None:
+                self.form.spool = tempfile.TemporaryFile(dir=self.spool_dir)
+            self.current_file = UploadedPart(decode_header_value(params[b"filename"]), self.form.spool.tell())
             self.form.files.append(self.current_file)
         else:
+            self.fields_seen += 1
+            if self.fields_seen > MAX_FIELDS:
+                raise InvalidRequest(f"At most {MAX_FIELDS} form fields besides the files", field="body")
             self.field_name = name
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -95,16 +122,20 @@ class FormCollector:
             return
         if part.too_large:
             return
-        part.size_bytes += end - start
-        if part.size_bytes > self.max_file_bytes:
+        spool = self.form.spool
+        assert spool is not None
+        if part.size_bytes + (end - start) > self.max_file_bytes:
             part.too_large = True
-            part.spool.truncate(0)
+            spool.truncate(part.offset)  # the part being written is the spool's tail
+            spool.seek(part.offset)
+            part.size_bytes = 0
             return
-        part.spool.write(data[start:end])
+        spool.write(data[start:end])
+        part.size_bytes += end - start
 
     def on_part_end(self) -> None:
-        if self.current_file is not None:
-            self.current_file.spool.seek(0)
+        if self.current_file is not None and self.form.spool is not None:
+            self.form.spool.flush()  # read back with pread on the descriptor
         elif self.field_name:
             self.form.fields[self.field_name] = self.field_value.decode("utf-8", errors="replace")
 
@@ -113,14 +144,16 @@ async def parse_form(
     content_type: str,
     body: AsyncIterator[bytes],
     max_file_bytes: int,
+    max_files: int,
     spool_dir: Path | None = None,
     file_fields: tuple[str, ...] = ("file", "files"),
 ) -> ParsedForm:
+    """The form's fields and file parts; raises TooManyFiles at the part over ``max_files``."""
     media_type, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
         raise InvalidRequest("Expected a multipart/form-data body with a boundary", field="body")
-    collector = FormCollector(spool_dir, max_file_bytes, file_fields)
+    collector = FormCollector(spool_dir, max_file_bytes, max_files, file_fields)
     callbacks = {name: getattr(collector, name) for name in dir(collector) if name.startswith("on_")}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
@@ -136,9 +169,4 @@ async def parse_form(
     return collector.form
 
 
-async def read_spool(spool: IO[bytes], chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-    while chunk := spool.read(chunk_size):
-        yield chunk
-
-
-__all__ = ["ParsedForm", "UploadedPart", "parse_form", "read_spool"]
+__all__ = ["ParsedForm", "UploadedPart", "parse_form"]

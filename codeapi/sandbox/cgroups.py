@@ -90,6 +90,16 @@ def hit_memory_limit(cgroup: JobCgroup) -> bool:
     return failures > 0 or peak >= limit - PEAK_MARGIN_BYTES
 
 
+def hit_process_limit(cgroup: JobCgroup, processes: int) -> bool:
+    """Whether the jail's task count reached its cap, so further forks failed (the parent's peak
+    covers nsjail's child cgroup, which is gone by now)."""
+    try:
+        peak = int((cgroup.path("pids") / "pids.peak").read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return peak >= processes
+
+
 def remove_job_cgroup(cgroup: JobCgroup) -> None:
     """Kill whatever is still inside (a SIGKILLed nsjail's jail dies asynchronously), then remove
     the job's cgroup and nsjail's child in every controller."""

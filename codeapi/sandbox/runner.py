@@ -19,6 +19,8 @@ import structlog
 
 from codeapi.egress.gateway import EgressGateway, network_env
 from codeapi.errors import SandboxFailure
+from codeapi.observability.metrics import SANDBOX_STARTS
+from codeapi.observability.security import security_event
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.nsjail import render
 from codeapi.sandbox.policy import Isolation, SandboxJob, SandboxResult, Termination
@@ -117,6 +119,7 @@ class NsjailRunner:
             pass_fds=job.pass_fds,
         )
         self.live_processes.add(process)
+        SANDBOX_STARTS.inc()
         try:
             return await self.supervise(job, cgroup, process, started)
         finally:
@@ -156,6 +159,8 @@ class NsjailRunner:
         if exit_code == NSJAIL_SETUP_FAILED and setup_failed(job.log_file):
             raise SandboxFailure(f"the sandbox could not start: {last_log_lines(job.log_file)}")
         termination = classify(exit_code, timed_out, over_limit.is_set(), cgroup, job.log_file)
+        if cgroup is not None and cgroups.hit_process_limit(cgroup, job.limits.processes):
+            security_event("sandbox.process_capped", job_id=job.job_id, processes=job.limits.processes)
         logger.debug("sandbox.finished", job_id=job.job_id, termination=termination.value, wall_ms=wall_ms)
         return SandboxResult(
             exit_code=exit_code,

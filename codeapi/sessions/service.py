@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -67,8 +68,26 @@ class SessionService:
         await self.metadata.put_session(renewed)
         return renewed
 
-    async def latest_for_entity(self, entity_id: str) -> SessionRecord | None:
-        return await self.metadata.latest_session_for_entity(entity_id)
+    async def keep_in_use(self, session: SessionRecord, records: Iterable[FileRecord]) -> None:
+        """Files a run stages live another full TTL, and so do the sessions that hold them (an upload
+        referenced from another session's run): a file in use does not expire a fixed time after
+        it was stored. Renewed once half the TTL has passed, so most runs write nothing."""
+        now = utcnow()
+        renew_before = now + self.ttl / 2
+        owners: set[str] = set()
+        for record in records:
+            if record.expires_at >= renew_before:
+                continue
+            await self.metadata.put_file(replace(record, expires_at=now + self.ttl))
+            if record.session_id != session.session_id:
+                owners.add(record.session_id)
+        for owner_id in owners:
+            owner = await self.get(owner_id)
+            if owner is not None and owner.expires_at < renew_before:
+                await self.touch(owner)
+
+    async def latest_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
+        return await self.metadata.latest_session_for_entity(entity_id, user_id)
 
     async def room_left(self, session_id: str) -> int:
         """How many more files the session may hold (MAX_FILES_PER_SESSION)."""

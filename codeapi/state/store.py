@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from codeapi.errors import FileNotFound
+from codeapi.observability.metrics import STATE_BYTES
 from codeapi.storage import keys
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import MetadataStore, StateRecord
@@ -90,6 +91,7 @@ class StateStore:
         await self.metadata.put_state(record, data if blob_key is None else None)
         if previous is not None and previous.blob_key is not None and blob_key is None:
             await self.blobs.delete(previous.blob_key)
+        STATE_BYTES.observe(len(data))
         logger.debug("state.saved", size_bytes=len(data), raw_bytes=raw_bytes, inline=blob_key is None)
         return revision
 

@@ -21,7 +21,7 @@ S3_STARTUP_WAIT_S = 30.0
 S3_RETRY_FIRST_PAUSE_S = 0.5
 S3_RETRY_MAX_PAUSE_S = 5.0
 
-__all__ = ["open_stores"]
+__all__ = ["open_metadata", "open_stores"]
 
 
 async def open_stores(
@@ -38,11 +38,7 @@ async def open_stores(
             storage.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BackendUnavailable(f"data directory {storage.data_dir} is not usable: {exc}") from exc
-    metadata: MetadataStore
-    if redis.configured:
-        metadata = RedisMetadata(redis)
-    else:
-        metadata = await SqliteMetadata.open(storage.data_dir / "codeapi.db")
+    metadata = await open_metadata(storage, redis)
     blobs: BlobStore
     try:
         if s3.configured:
@@ -56,6 +52,13 @@ async def open_stores(
         raise
     logger.info("storage_opened", metadata=metadata.name, blobs=blobs.name)
     return metadata, blobs
+
+
+async def open_metadata(storage: StorageSettings, redis: RedisSettings) -> MetadataStore:
+    """The metadata store alone (what ``codeapi keys`` needs): Redis when configured, else the SQLite file."""
+    if redis.configured:
+        return RedisMetadata(redis)
+    return await SqliteMetadata.open(storage.data_dir / "codeapi.db")
 
 
 async def ensure_bucket_once_up(store: S3BlobStore, wait_s: float) -> None:

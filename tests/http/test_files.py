@@ -9,6 +9,7 @@ import httpx
 
 from codeapi.sessions.ids import is_id
 from tests.conftest import run, upload
+from tests.repl.conftest import wait_until_warm
 
 
 async def test_upload_answers_success_with_both_session_fields(client: httpx.AsyncClient) -> None:
@@ -212,3 +213,61 @@ async def test_metrics_count_executions_and_need_a_key(client: httpx.AsyncClient
     assert 'codeapi_executions_total{language="bash",termination="exited"}' in text
     assert 'codeapi_files_stored_total{origin="execution"}' in text
     assert (await client.get("/metrics", headers={"x-api-key": "wrong"})).status_code == 401
+
+
+TAMPER_IN_PLACE = """
+import os
+st = os.stat('skills/demo/SKILL.md')
+with open('skills/demo/SKILL.md', 'r+') as skill:
+    skill.write('# evil')  # the same size
+os.utime('skills/demo/SKILL.md', ns=(st.st_atime_ns, st.st_mtime_ns))
+kept = 1
+"""
+
+
+async def test_a_read_only_file_rewritten_in_place_is_served_as_uploaded_next_time(client: httpx.AsyncClient) -> None:
+    """Same size, mtime put back: a kept Python sandbox must still not serve the tampered copy."""
+    await wait_until_warm(client)
+    files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
+    skill = (
+        await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
+    ).json()
+    ref = {
+        "id": skill["files"][0]["fileId"],
+        "storage_session_id": skill["storage_session_id"],
+        "name": "skills/demo/SKILL.md",
+    }
+    first = await run(client, "py", TAMPER_IN_PLACE, files=[ref])
+    assert [item.get("inherited") for item in first["files"]] == [True]
+
+    second = await run(
+        client, "py", "print(open('skills/demo/SKILL.md').read())", session_id=first["session_id"], files=[ref]
+    )
+
+    assert second["stdout"] == "# demo\n\n"
+
+
+async def test_an_untouched_read_only_file_lets_the_kept_sandbox_serve_the_next_call(client: httpx.AsyncClient) -> None:
+    """Its content still matches what was staged, so the session's live interpreter is reused:
+    a lock (which no saved state can carry) is still there."""
+    await wait_until_warm(client)
+    files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
+    skill = (
+        await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
+    ).json()
+    ref = {
+        "id": skill["files"][0]["fileId"],
+        "storage_session_id": skill["storage_session_id"],
+        "name": "skills/demo/SKILL.md",
+    }
+    first = await run(client, "py", "import threading\nlive = threading.Lock()", files=[ref])
+
+    second = await run(
+        client,
+        "py",
+        "print(type(live).__name__, open('skills/demo/SKILL.md').read())",
+        session_id=first["session_id"],
+        files=[ref],
+    )
+
+    assert second["stdout"] == "lock # demo\n\n"

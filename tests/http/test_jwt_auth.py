@@ -92,6 +92,10 @@ async def test_api_keys_still_work_beside_tokens(guarded: httpx.AsyncClient) -> 
         token(nbf=int(time.time()) + 600, iat=int(time.time()) + 600, exp=int(time.time()) + 900),
         token(lifetime_s=3600),
         token(sub=None),
+        token(sub=""),
+        token(sub=7),
+        token(exp=str(int(time.time()) + 300)),
+        token(iat=str(int(time.time()))),
         token(RSA, "RS256"),
         jwt.encode({"iss": "librechat", "aud": "codeapi", "sub": "u"}, key=None, algorithm="none"),
         "not.a.jwt",
@@ -104,6 +108,10 @@ async def test_api_keys_still_work_beside_tokens(guarded: httpx.AsyncClient) -> 
         "not-yet-valid",
         "lives-too-long",
         "no-subject",
+        "empty-subject",
+        "numeric-subject",
+        "exp-a-string",
+        "iat-a-string",
         "other-algorithm",
         "unsigned",
         "garbage",
@@ -165,3 +173,27 @@ async def test_the_tokens_user_owns_sessions_whatever_the_body_claims(guarded: h
     as_mallory = await guarded.post("/exec", json={**payload, "user_id": "alice"}, headers=bearer(token(sub="mallory")))
     assert as_mallory.json()["session_id"] != upload["storage_session_id"]
     assert as_mallory.json()["stdout"] == "data.csv\n"  # the referenced file is still mounted
+
+
+async def test_a_token_for_another_user_does_not_continue_a_session(guarded: httpx.AsyncClient) -> None:
+    as_alice = bearer(token(sub="alice"))
+    as_mallory = bearer(token(sub="mallory"))
+    started = await guarded.post(
+        "/exec", json={"lang": "bash", "code": "echo alice-only > secret.txt"}, headers=as_alice
+    )
+    session_id = started.json()["session_id"]
+
+    continued = {
+        "lang": "bash",
+        "code": "ls; cat secret.txt 2>/dev/null || echo nothing",
+        "session_id": session_id,
+        "entity_id": "asst_tokens",
+    }
+    # The body's user_id is a claim; the token's user is the one that counts.
+    mallory = await guarded.post("/exec", json={**continued, "user_id": "alice"}, headers=as_mallory)
+    alice = await guarded.post("/exec", json=continued, headers=as_alice)
+
+    assert mallory.json()["session_id"] != session_id
+    assert mallory.json()["stdout"] == "nothing\n"
+    assert alice.json()["session_id"] == session_id
+    assert "alice-only" in alice.json()["stdout"]

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from codeapi.http.routes.exec import MAX_EXEC_BODY_BYTES
 from tests.conftest import upload
 from tests.security.conftest import Hostile, execute
 
 
-async def test_exec_body_over_two_mib_is_413(hostile: Hostile) -> None:
+async def test_exec_body_over_its_cap_is_413(hostile: Hostile) -> None:
     # Expected: the body is refused while it streams in, before JSON parsing or any sandbox work.
-    padding = "#" * (3 * 1024 * 1024)
+    padding = "#" * (MAX_EXEC_BODY_BYTES + 1)
     response = await hostile.client.post("/exec", json={"lang": "py", "code": "print(1)", "args": [padding]})
     assert response.status_code == 413
 
@@ -35,7 +36,7 @@ async def test_streamed_body_without_length_is_capped_too(hostile: Hostile) -> N
     # Expected: a chunked body with no Content-Length is counted as it arrives and cut at the cap.
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"lang": "py", "code": "'
-        for _ in range(40):
+        for _ in range(MAX_EXEC_BODY_BYTES // 65536 + 1):
             yield b"#" * 65536
         yield b'"}'
 

@@ -72,7 +72,7 @@ async def test_redis_outage_and_recovery(redis_server: RedisServer) -> None:
         lambda: store.list_files(before.session_id),
         lambda: store.blob_in_use("sessions/x/y"),
         lambda: store.expired_sessions(datetime.now(UTC), 10),
-        lambda: store.latest_session_for_entity("asst_fault"),
+        lambda: store.latest_session_for_entity("asst_fault", None),
         lambda: store.delete_session(before.session_id),
     )
     with pytest.raises(BackendUnavailable):

@@ -19,9 +19,15 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def session(*, created: datetime | None = None, ttl: timedelta = HOUR, entity_id: str | None = None) -> SessionRecord:
+def session(
+    *,
+    created: datetime | None = None,
+    ttl: timedelta = HOUR,
+    entity_id: str | None = None,
+    user_id: str | None = "user-1",
+) -> SessionRecord:
     created = created or now()
-    return SessionRecord(new_id(), created, created + ttl, user_id="user-1", entity_id=entity_id)
+    return SessionRecord(new_id(), created, created + ttl, user_id=user_id, entity_id=entity_id)
 
 
 def file(
@@ -113,7 +119,7 @@ async def test_delete_session_removes_its_files(metadata: MetadataStore) -> None
     assert await metadata.list_files(record.session_id) == []
     assert await metadata.count_files(record.session_id) == 0
     assert not await metadata.blob_in_use(stored.blob_key)
-    assert await metadata.latest_session_for_entity("asst_del") is None
+    assert await metadata.latest_session_for_entity("asst_del", "user-1") is None
 
 
 async def test_delete_unknown_session_is_a_no_op(metadata: MetadataStore) -> None:
@@ -150,11 +156,25 @@ async def test_latest_session_for_entity(metadata: MetadataStore) -> None:
     for record in (newer, older, other):
         await metadata.put_session(record)
 
-    assert await metadata.latest_session_for_entity(entity) == newer
+    assert await metadata.latest_session_for_entity(entity, "user-1") == newer
     # Touching the older session does not make it the latest one.
-    await metadata.put_session(SessionRecord(older.session_id, older.created_at, now() + 2 * HOUR, None, entity))
-    assert await metadata.latest_session_for_entity(entity) == newer
-    assert await metadata.latest_session_for_entity("asst_unknown") is None
+    await metadata.put_session(SessionRecord(older.session_id, older.created_at, now() + 2 * HOUR, "user-1", entity))
+    assert await metadata.latest_session_for_entity(entity, "user-1") == newer
+    assert await metadata.latest_session_for_entity("asst_unknown", "user-1") is None
+
+
+async def test_an_entitys_latest_session_is_the_latest_of_that_user(metadata: MetadataStore) -> None:
+    entity = f"asst_{new_id()}"
+    mine = session(created=now() - timedelta(minutes=10), entity_id=entity)
+    theirs = session(created=now() - timedelta(minutes=5), entity_id=entity, user_id="user-2")
+    nobodys = session(created=now() - timedelta(minutes=1), entity_id=entity, user_id=None)
+    for record in (mine, theirs, nobodys):
+        await metadata.put_session(record)
+
+    assert await metadata.latest_session_for_entity(entity, "user-1") == mine
+    assert await metadata.latest_session_for_entity(entity, "user-2") == theirs
+    assert await metadata.latest_session_for_entity(entity, None) == nobodys
+    assert await metadata.latest_session_for_entity(entity, "user-3") is None
 
 
 async def test_latest_session_for_entity_skips_expired(metadata: MetadataStore) -> None:
@@ -164,7 +184,7 @@ async def test_latest_session_for_entity_skips_expired(metadata: MetadataStore) 
     await metadata.put_session(live)
     await metadata.put_session(expired)
 
-    assert await metadata.latest_session_for_entity(entity) == live
+    assert await metadata.latest_session_for_entity(entity, "user-1") == live
 
 
 async def test_file_round_trip(metadata: MetadataStore) -> None:

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codeapi.errors import CodeapiError, InvalidRequest, RequestTooLarge
 from codeapi.execution.outcome import ExecOutcome
+from codeapi.execution.program import MAX_ARGS_BYTES
 from codeapi.execution.service import ExecRequest, FileRef
-from codeapi.http.deps import Services, token_user_id
+from codeapi.http.deps import Services, caller, client_ip
 from codeapi.http.errors import error_body
 from codeapi.http.schemas import ExecBody, ExecResponse, FileRefOut
 
@@ -21,9 +22,11 @@ router = APIRouter()
 
 KEEPALIVE_S = 3.0
 # Caps checked before anything is parsed or staged: the body while it streams in (FastAPI answers
-# 413 once it is over), then the program text. Real programs are far below both.
-MAX_EXEC_BODY_BYTES = 2 * 1024 * 1024
+# 413 once it is over), then the program text (and the args, check_program_text). The body cap
+# leaves room for code at its cap written with JSON's longest escapes (\uXXXX: 6 bytes for one),
+# so a program under the code cap is never refused for how its client encoded it.
 MAX_CODE_BYTES = 1024 * 1024
+MAX_EXEC_BODY_BYTES = 6 * MAX_CODE_BYTES + 6 * MAX_ARGS_BYTES + 64 * 1024
 
 
 def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
@@ -66,8 +69,12 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
 
 @router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True, max_body_size=MAX_EXEC_BODY_BYTES)
 async def execute(body: ExecBody, request: Request, services: Services) -> Response:
-    exec_request = to_request(body, token_user_id(request) or body.user_id)
-    task = asyncio.create_task(services.executions.execute(exec_request))
+    who = caller(request)
+    exec_request = to_request(body, who.user_id or body.user_id)
+    run = services.executions.execute(exec_request)
+    task = asyncio.create_task(
+        services.usage.measure(who.usage_id, who.metric_label, body.lang, body.code, run, client_ip(request))
+    )
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), KEEPALIVE_S)
     except TimeoutError:

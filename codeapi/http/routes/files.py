@@ -10,9 +10,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from codeapi.errors import FileNotFound, FileTooLarge, InvalidRequest, TooManyFiles
+from codeapi.errors import FileNotFound, FileTooLarge, InvalidRequest
 from codeapi.http.deps import Services, token_user_id
-from codeapi.http.multipart import ParsedForm, UploadedPart, parse_form, read_spool
+from codeapi.http.multipart import ParsedForm, UploadedPart, parse_form
 from codeapi.http.schemas import (
     BatchFileOut,
     BatchUploadResponse,
@@ -33,14 +33,15 @@ def iso_z(moment: datetime) -> str:
 
 async def read_upload(request: Request, services: Services) -> ParsedForm:
     form = await parse_form(
-        request.headers.get("content-type", ""), request.stream(), services.max_file_bytes, services.spool_dir
+        request.headers.get("content-type", ""),
+        request.stream(),
+        services.max_file_bytes,
+        services.max_files_per_session,
+        services.spool_dir,
     )
     if not form.files:
         form.close()
         raise InvalidRequest("No file part in the upload (expected a 'file' field)", field="file")
-    if len(form.files) > services.max_files_per_session:
-        form.close()
-        raise TooManyFiles(f"At most {services.max_files_per_session} files per session", field="file")
     return form
 
 
@@ -63,14 +64,16 @@ def is_read_only(form: ParsedForm) -> bool:
     return form.fields.get("read_only", "").strip().lower() in ("true", "1", "yes")
 
 
-async def store_part(services: Services, session_id: str, part: UploadedPart, read_only: bool) -> FileRecord:
+async def store_part(
+    services: Services, session_id: str, form: ParsedForm, part: UploadedPart, read_only: bool
+) -> FileRecord:
     name = sanitize_name(part.filename, services.max_filename_length)
     if part.too_large:
         raise FileTooLarge(
             f"File {name} exceeds the maximum size of {services.max_file_bytes // (1024 * 1024)} MB",
             field="file",
         )
-    return await services.sessions.add_file(session_id, name, read_spool(part.spool), read_only=read_only)
+    return await services.sessions.add_file(session_id, name, form.read(part), read_only=read_only)
 
 
 @router.post("/upload", response_model=UploadResponse)
@@ -80,7 +83,7 @@ async def upload(request: Request, services: Services) -> UploadResponse:
         user_id, entity_id = upload_owner(request, form)
         session = await services.sessions.create(user_id=user_id, entity_id=entity_id)
         read_only = is_read_only(form)
-        stored = [await store_part(services, session.session_id, part, read_only) for part in form.files]
+        stored = [await store_part(services, session.session_id, form, part, read_only) for part in form.files]
     finally:
         form.close()
     return UploadResponse(
@@ -101,7 +104,7 @@ async def upload_batch(request: Request, services: Services) -> BatchUploadRespo
         read_only = is_read_only(form)
         for part in form.files:
             try:
-                record = await store_part(services, session.session_id, part, read_only)
+                record = await store_part(services, session.session_id, form, part, read_only)
             except InvalidRequest as error:
                 results.append(BatchFileOut(status="error", filename=part.filename, error=error.message))
             else:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ class SessionRecords(Protocol):
 
     async def expired_sessions(self, now: datetime, limit: int) -> list[str]: ...
 
-    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None: ...
+    async def latest_session_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
+        """The newest unexpired session of the entity owned by ``user_id`` (None: sessions without a user)."""
+        ...
 
 
 class FileRecords(Protocol):
@@ -118,7 +120,97 @@ class SessionLocks(Protocol):
         ...
 
 
-class MetadataStore(SessionRecords, FileRecords, StateIndex, SessionLocks, Protocol):
+@dataclass(frozen=True)
+class RateLimits:
+    """Requests a managed key may make per window; None: no limit on that window."""
+
+    per_second: int | None = None
+    per_minute: int | None = None
+    hourly: int | None = None
+    daily: int | None = None
+    monthly: int | None = None
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A managed API key. Only the key's SHA-256 is stored; the prefix is what a person recognises it by."""
+
+    key_hash: str
+    key_prefix: str
+    name: str
+    created_at: datetime  # UTC
+    enabled: bool = True
+    rate_limits: RateLimits = RateLimits()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    last_used_at: datetime | None = None  # UTC
+    usage_count: int = 0
+    source: str = "managed"  # "environment" for API_KEY / API_KEYS, which are listed read-only
+
+
+class KeyRecords(Protocol):
+    async def put_key(self, record: ApiKeyRecord) -> None:
+        """Create or replace the record's name, flag, limits and metadata (its use counters are kept)."""
+        ...
+
+    async def update_key(self, record: ApiKeyRecord) -> bool:
+        """Like put_key, for a key that exists: False (and nothing written) once it has been revoked."""
+        ...
+
+    async def get_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        """Every managed key, oldest first."""
+        ...
+
+    async def delete_key(self, key_hash: str) -> bool:
+        """True when a record was removed."""
+        ...
+
+    async def touch_key(self, key_hash: str, used_at: datetime) -> None:
+        """Count one authenticated request and remember when it came."""
+        ...
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    """What one execution cost, attributed to a caller (a key hash, env key, JWT user or anonymous)."""
+
+    caller: str
+    language: str
+    at: datetime  # UTC
+    executions: int = 1
+    errors: int = 0
+    timeouts: int = 0
+    wall_s: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """The sum of the samples of one caller and language within one hour."""
+
+    hour_at: datetime  # UTC, the start of the hour
+    caller: str
+    language: str
+    executions: int
+    errors: int
+    timeouts: int
+    wall_s: float
+    bytes_in: int
+    bytes_out: int
+    last_used_at: datetime  # UTC
+
+
+class UsageRecords(Protocol):
+    async def add_usage(self, sample: UsageSample) -> None: ...
+
+    async def usage_since(self, since: datetime) -> list[UsageTotals]:
+        """Hourly totals from the hour containing ``since`` on, oldest first."""
+        ...
+
+
+class MetadataStore(SessionRecords, FileRecords, StateIndex, SessionLocks, KeyRecords, UsageRecords, Protocol):
     name: str
 
     async def ping(self) -> None:

@@ -4,7 +4,8 @@ Layout, under a configurable prefix (``codeapi`` by default):
 
     {p}:session:{sid}       string  JSON SessionRecord
     {p}:files:{sid}         hash    file_id -> JSON FileRecord
-    {p}:entity:{eid}        zset    session ids, score = created_at (µs)
+    {p}:entity:{eid}        zset    session ids of sessions without a user, score = created_at (µs)
+    {p}:entity:{eid}:user:{uid}  zset  the same for one user's sessions of the entity
     {p}:sessions:expiry     zset    session ids, score = expires_at (µs); drives expired_sessions
     {p}:blob:{blob_key}     zset    "{sid}/{file_id}" references, score = expires_at (µs)
     {p}:lock:{sid}          string  redis-py Lock token
@@ -12,6 +13,7 @@ Layout, under a configurable prefix (``codeapi`` by default):
     {p}:state_data:{sid}    string  the state bytes, when stored inline
     {p}:states:saved        zset    session ids of unarchived states, score = saved_at (µs)
     {p}:states:expiry       zset    session ids, score = expires_at (µs); drives expired_states
+    {p}:apikey*, {p}:usage*  managed keys and usage totals (see redis_keys.py)
 
 State keys hold binary data, so they go through a second client that does not decode responses.
 
@@ -23,8 +25,8 @@ record early.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,9 +38,11 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import LockError, RedisError
 
 from codeapi.config.groups import RedisSettings
-from codeapi.errors import BackendUnavailable, SessionBusy
+from codeapi.errors import SessionBusy
 from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 from codeapi.storage.metadata.common import from_json, oldest_first, to_json, to_micros
+from codeapi.storage.metadata.redis_errors import redis_boundary as _boundary
+from codeapi.storage.metadata.redis_keys import RedisKeyRecords
 
 logger = structlog.get_logger(__name__)
 
@@ -54,16 +58,6 @@ def _ms(moment: datetime) -> int:
 
 def _now_micros() -> int:
     return to_micros(datetime.now(UTC))
-
-
-@contextmanager
-def _boundary(operation: str) -> Iterator[None]:
-    """Connection loss, timeouts and server-side refusals stop here as BackendUnavailable."""
-    try:
-        yield
-    except RedisError as exc:
-        logger.error("redis_failed", operation=operation, error=str(exc), error_type=type(exc).__name__)
-        raise BackendUnavailable(f"redis unavailable: {exc}") from exc
 
 
 def _connection_pool(settings: RedisSettings, decode: bool = True) -> aioredis.ConnectionPool:
@@ -94,7 +88,7 @@ def _keep_until(pipe: Pipeline, key: str, deadline_ms: int) -> None:
     pipe.pexpireat(key, deadline_ms, gt=True)
 
 
-class RedisMetadata:
+class RedisMetadata(RedisKeyRecords):
     name = "redis"
 
     def __init__(self, settings: RedisSettings, prefix: str = "codeapi") -> None:
@@ -108,8 +102,10 @@ class RedisMetadata:
     def _files_key(self, session_id: str) -> str:
         return f"{self.prefix}:files:{session_id}"
 
-    def _entity_key(self, entity_id: str) -> str:
-        return f"{self.prefix}:entity:{entity_id}"
+    def _entity_key(self, entity_id: str, user_id: str | None) -> str:
+        # entity ids are [A-Za-z0-9_-]+, so the user part cannot be confused with another entity's key
+        owner = "" if user_id is None else f":user:{user_id}"
+        return f"{self.prefix}:entity:{entity_id}{owner}"
 
     def _blob_key(self, blob_key: str) -> str:
         return f"{self.prefix}:blob:{blob_key}"
@@ -168,7 +164,7 @@ class RedisMetadata:
                 pipe.zadd(self._expiry_key, {record.session_id: to_micros(record.expires_at)})
                 _keep_until(pipe, self._expiry_key, expires_ms + INDEX_GRACE_MS)
                 if record.entity_id is not None:
-                    entity_key = self._entity_key(record.entity_id)
+                    entity_key = self._entity_key(record.entity_id, record.user_id)
                     pipe.zadd(entity_key, {record.session_id: to_micros(record.created_at)})
                     _keep_until(pipe, entity_key, expires_ms + RECORD_GRACE_MS)
                 await pipe.execute()
@@ -194,7 +190,7 @@ class RedisMetadata:
                 pipe.zrem(self._expiry_key, session_id)
                 self._drop_state(pipe, session_id)
                 if record is not None and record.entity_id is not None:
-                    pipe.zrem(self._entity_key(record.entity_id), session_id)
+                    pipe.zrem(self._entity_key(record.entity_id, record.user_id), session_id)
                 for file in files:
                     pipe.zrem(self._blob_key(file.blob_key), f"{session_id}/{file.file_id}")
                 await pipe.execute()
@@ -204,8 +200,8 @@ class RedisMetadata:
             found = await self._redis.zrangebyscore(self._expiry_key, "-inf", to_micros(now), start=0, num=limit)
         return [str(session_id) for session_id in found]
 
-    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None:
-        entity_key = self._entity_key(entity_id)
+    async def latest_session_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
+        entity_key = self._entity_key(entity_id, user_id)
         with _boundary("latest_session_for_entity"):
             newest = await self._redis.zrevrange(entity_key, 0, ENTITY_SCAN - 1)
             session_ids = [str(session_id) for session_id in newest]
@@ -220,7 +216,7 @@ class RedisMetadata:
             if raw is None:
                 continue
             record = from_json(SessionRecord, raw)
-            if record.entity_id == entity_id and to_micros(record.expires_at) > now:
+            if record.entity_id == entity_id and record.user_id == user_id and to_micros(record.expires_at) > now:
                 return record
         return None
 

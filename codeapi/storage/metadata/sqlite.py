@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,8 @@ from codeapi.errors import BackendUnavailable
 from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 from codeapi.storage.metadata.common import columns, from_row, oldest_first, to_micros, to_row
 from codeapi.storage.metadata.locks import LocalSessionLocks
+from codeapi.storage.metadata.sqlite_errors import sqlite_boundary as _boundary
+from codeapi.storage.metadata.sqlite_keys import KEY_SCHEMA, SqliteKeyRecords
 
 logger = structlog.get_logger(__name__)
 
@@ -78,23 +79,13 @@ def _now() -> int:
     return to_micros(datetime.now(UTC))
 
 
-@contextmanager
-def _boundary(operation: str) -> Iterator[None]:
-    """sqlite3 errors (locked, disk full, unreadable file) stop here as BackendUnavailable."""
-    try:
-        yield
-    except (sqlite3.Error, OSError) as exc:
-        logger.error("sqlite_failed", operation=operation, error=str(exc))
-        raise BackendUnavailable(f"sqlite unavailable: {exc}") from exc
-
-
 def _make_private(path: Path) -> None:
     """The database holds every user's file names: owner-only (SQLite gives -wal/-shm the same mode)."""
     os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
     path.chmod(0o600)
 
 
-class SqliteMetadata:
+class SqliteMetadata(SqliteKeyRecords):
     name = "sqlite"
 
     def __init__(self, path: Path) -> None:
@@ -134,7 +125,7 @@ class SqliteMetadata:
         # the last transactions, which for expiring session metadata is acceptable.
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
-        await db.executescript(SCHEMA)
+        await db.executescript(SCHEMA + KEY_SCHEMA)
         await SqliteMetadata._add_missing_columns(db)
         await db.commit()
 
@@ -215,12 +206,12 @@ class SqliteMetadata:
                 rows = await cursor.fetchall()
         return [row["session_id"] for row in rows]
 
-    async def latest_session_for_entity(self, entity_id: str) -> SessionRecord | None:
+    async def latest_session_for_entity(self, entity_id: str, user_id: str | None) -> SessionRecord | None:
         with _boundary("latest_session_for_entity"):
             async with self.db.execute(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE entity_id = ? AND expires_at > ?"
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE entity_id = ? AND user_id IS ? AND expires_at > ?"
                 " ORDER BY created_at DESC, session_id DESC LIMIT 1",
-                (entity_id, _now()),
+                (entity_id, user_id, _now()),
             ) as cursor:
                 row = await cursor.fetchone()
         return from_row(SessionRecord, row) if row is not None else None

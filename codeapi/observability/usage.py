@@ -1,0 +1,126 @@
+"""Usage per caller and language: counted once per execution, kept as hourly totals in the metadata
+store (so every replica's work adds up), summed here for the admin API, and exported to Prometheus."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from codeapi.errors import CodeapiError, InvalidRequest
+from codeapi.execution.outcome import ExecOutcome
+from codeapi.observability.metrics import CALLER_BYTES, CALLER_EXECUTIONS, CALLER_WALL_SECONDS
+from codeapi.observability.security import security_event
+from codeapi.sandbox.policy import Termination
+from codeapi.storage.metadata.base import UsageRecords, UsageSample, UsageTotals
+
+# How a run that the sandbox stopped is named in the security log.
+CONTAINMENT_EVENTS = {
+    Termination.MEMORY: "sandbox.memory_killed",
+    Termination.OUTPUT_LIMIT: "sandbox.output_capped",
+    Termination.TIMEOUT: "sandbox.timed_out",
+}
+
+
+@dataclass
+class Counters:
+    executions: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    wall_s: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    last_used_at: datetime | None = None
+
+    def add(self, totals: UsageTotals) -> None:
+        for item in fields(self):
+            if item.name != "last_used_at":
+                setattr(self, item.name, getattr(self, item.name) + getattr(totals, item.name))
+        if self.last_used_at is None or totals.last_used_at > self.last_used_at:
+            self.last_used_at = totals.last_used_at
+
+    def as_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["wall_s"] = round(self.wall_s, 3)
+        body["last_used_at"] = self.last_used_at.isoformat() if self.last_used_at else None
+        return body
+
+
+def summed(totals: Iterable[UsageTotals]) -> Counters:
+    counters = Counters()
+    for item in totals:
+        counters.add(item)
+    return counters
+
+
+def grouped(totals: Iterable[UsageTotals], by: str) -> dict[str, Counters]:
+    groups: dict[str, Counters] = defaultdict(Counters)
+    for item in totals:
+        groups[str(getattr(item, by))].add(item)
+    return dict(groups)
+
+
+class UsageLedger:
+    def __init__(self, store: UsageRecords) -> None:
+        self.store = store
+
+    async def measure(
+        self, usage_id: str, label: str, language: str, code: str, run: Awaitable[ExecOutcome], client_ip: str
+    ) -> ExecOutcome:
+        """Await the execution and count it for the caller; a bad request is not an execution."""
+        started = time.monotonic()
+        bytes_in = len(code.encode("utf-8", errors="surrogatepass"))
+        try:
+            outcome = await run
+        except InvalidRequest:
+            raise
+        except CodeapiError:
+            await self.add(usage_id, label, language, time.monotonic() - started, bytes_in, 0, error=True)
+            raise
+        wall_s = time.monotonic() - started
+        bytes_out = len(outcome.stdout.encode()) + len(outcome.stderr.encode())
+        failed = outcome.termination is not Termination.EXITED or outcome.exit_code != 0
+        timed_out = outcome.termination is Termination.TIMEOUT
+        await self.add(usage_id, label, language, wall_s, bytes_in, bytes_out, error=failed, timeout=timed_out)
+        if outcome.termination in CONTAINMENT_EVENTS:
+            security_event(
+                CONTAINMENT_EVENTS[outcome.termination],
+                client_ip=client_ip,
+                caller=label,
+                language=language,
+                session_id=outcome.session_id,
+            )
+        return outcome
+
+    async def add(
+        self,
+        usage_id: str,
+        label: str,
+        language: str,
+        wall_s: float,
+        bytes_in: int,
+        bytes_out: int,
+        error: bool,
+        timeout: bool = False,
+    ) -> None:
+        sample = UsageSample(
+            caller=usage_id,
+            language=language,
+            at=datetime.now(UTC),
+            errors=int(error),
+            timeouts=int(timeout),
+            wall_s=wall_s,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+        )
+        await self.store.add_usage(sample)
+        CALLER_EXECUTIONS.labels(label, language, "error" if error else "ok").inc()
+        CALLER_WALL_SECONDS.labels(label, language).inc(wall_s)
+        CALLER_BYTES.labels(label, "in").inc(bytes_in)
+        CALLER_BYTES.labels(label, "out").inc(bytes_out)
+
+    async def since(self, period: timedelta) -> list[UsageTotals]:
+        return await self.store.usage_since(datetime.now(UTC) - period)
