@@ -35,6 +35,7 @@ from codeapi.http.routes import dashboard as dashboard_routes
 from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
+from codeapi.http.routes import skill_deps as skill_deps_routes
 from codeapi.languages import get_language
 from codeapi.observability.debug import redacted_config, warn_debug_mode
 from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
@@ -340,6 +341,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.state.debug = settings.api.debug
     app.include_router(admin_routes.router)
+    app.include_router(skill_deps_routes.router)
     if settings.auth.master_api_key:
         app.include_router(dashboard_routes.router)
     if settings.api.debug:

@@ -108,6 +108,7 @@ async def hostile(make_client: ClientFactory, test_root: Path, fake_private_host
         "SANDBOX_UID": EGRESS_UID,
         "SANDBOX_BASE_DIR": str(base_dir),
         "DATA_DIR": str(root / "data"),
+        "SKILL_DEPS_PATH": str(root / "skill-deps"),
         "ENABLE_SANDBOX_NETWORK": True,
         "SANDBOX_EGRESS_ALLOWLIST": PRIVATE_NAME,
         "SANDBOX_EGRESS_HOSTS": {PRIVATE_NAME: [FAKE_HOST]},
@@ -261,3 +262,20 @@ def is_proxy_of_this_process(pid: str) -> bool:
         return False
     parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
     return b"codeapi.egress.proxy" in command and int(parent) == os.getpid()
+
+
+async def test_a_link_in_place_of_the_installs_tree_never_copies_host_files(hostile: Hostile, test_root: Path) -> None:
+    # The API copies ~/.skill-deps back as root after the run: a link there (or inside) must not
+    # make it read a host directory that the sandbox cannot see.
+    secret_dir = test_root / f"host-secret-{uuid.uuid4().hex[:6]}"
+    secret_dir.mkdir()
+    (secret_dir / "secret.txt").write_text("host secret\n")
+    attack = f"rm -rf ~/.skill-deps && ln -s {secret_dir} ~/.skill-deps && ls -la ~/.skill-deps/ 2>&1 | head -3"
+    first = await execute(hostile, "bash", attack)
+    inner = f'ln -s {secret_dir} "$PIP_TARGET/inner" && ln -s {secret_dir}/secret.txt "$PIP_TARGET/file"'
+    second = await execute(hostile, "bash", inner, session_id=first["session_id"])
+    assert second["stderr"] == "", second
+    look = 'cat "$PIP_TARGET/file" 2>&1; ls "$PIP_TARGET/inner/" 2>&1; grep -rs "host secret" ~ || echo clean'
+    third = await execute(hostile, "bash", look, session_id=first["session_id"])
+    assert "host secret" not in third["stdout"], third
+    assert third["stdout"].endswith("clean\n"), third
