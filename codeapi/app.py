@@ -22,6 +22,8 @@ from codeapi.auth.ratelimit import RATE_LIMIT_HEADERS, RateLimiter
 from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
 from codeapi.config import ConfigError, Settings
 from codeapi.config.groups import AuthSettings
+from codeapi.egress.gateway import EgressGateway, EgressPolicy, network_env
+from codeapi.egress.skilldeps import SkillDeps
 from codeapi.errors import SandboxFailure
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecLimits, ExecutionService
@@ -36,6 +38,7 @@ from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
 from codeapi.http.routes import programmatic as programmatic_routes
+from codeapi.http.routes import skill_deps as skill_deps_routes
 from codeapi.languages import get_language
 from codeapi.observability.debug import redacted_config, warn_debug_mode
 from codeapi.observability.loops import Loops
@@ -101,7 +104,22 @@ def exec_limits(settings: Settings) -> ExecLimits:
     )
 
 
-def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
+def build_egress(settings: Settings) -> EgressGateway | None:
+    """ENABLE_SANDBOX_NETWORK: sandboxes reach the package registries through the egress proxy."""
+    egress = settings.egress
+    if not egress.enable_sandbox_network:
+        return None
+    policy = EgressPolicy(
+        port=egress.port,
+        allowlist=tuple(egress.allowlist),
+        max_connections=egress.max_connections,
+        max_bytes=egress.max_mb * MB,
+        hosts=egress.hosts,
+    )
+    return EgressGateway(policy, SkillDeps(egress.skill_deps_path, settings.sandbox.workdir_size_mb * MB))
+
+
+def build_runner(settings: Settings, workspaces: Workspaces, egress: EgressGateway | None = None) -> NsjailRunner:
     security = settings.security
     if security.enable_filesystem_isolation:
         isolation = Isolation(system_binds(workspaces.system_dir))
@@ -111,7 +129,7 @@ def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
         isolation = Isolation(view, masked_paths(view, private))
     isolation = replace(isolation, own_network=security.enable_network_isolation)
     nsjail = resolve_nsjail(settings.sandbox.nsjail_binary)
-    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY)
+    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY, egress)
 
 
 def warn_disabled_isolation(settings: Settings, cgroups_available: bool) -> None:
@@ -208,7 +226,7 @@ def build_warm_python(
     memory_mb = settings.limits.memory_mb
     zygote = ZygoteProcess(
         runtime / "python" / "bin" / "python3",
-        {**BASE_ENV, **spec.render_env(memory_mb)},
+        {**BASE_ENV, **spec.render_env(memory_mb), **network_env(runner.egress)},
         runtime / "mplcache",
         workspaces.system_dir / "zygote",
     )
@@ -268,12 +286,17 @@ def create_app(settings: Settings) -> FastAPI:
             max_file_bytes=settings.limits.file_size_mb * MB,
             max_files_per_session=settings.limits.files_per_session,
         )
-        runner = build_runner(settings, workspaces)
+        egress = build_egress(settings)
+        if egress is not None:
+            await egress.start()
+        runner = build_runner(settings, workspaces, egress)
         programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
         warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
-        executions = ExecutionService(sessions, workspaces, programs, exec_limits(settings), warm)
+        executions = ExecutionService(
+            sessions, workspaces, programs, exec_limits(settings), warm, egress.skill_deps if egress else None
+        )
         limiter = RateLimiter.for_backend(settings.redis)
         loops = Loops()
         pause_s = settings.limits.ptc_pause_seconds
@@ -304,6 +327,7 @@ def create_app(settings: Settings) -> FastAPI:
             backends={"metadata": metadata.name, "files": blobs.name},
             check_sandbox=executions.check_sandbox,
             loops=loops,
+            egress=egress,
         )
         try:
             await refuse_without_sandbox(executions, sandbox.base_dir)
@@ -319,6 +343,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
             # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
             runner.close()
+            if egress is not None:
+                await egress.stop()
             workspaces.close()
             await limiter.close()
             await metadata.close()
@@ -338,6 +364,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.state.debug = settings.api.debug
     app.include_router(admin_routes.router)
+    app.include_router(skill_deps_routes.router)
     if settings.auth.master_api_key:
         app.include_router(dashboard_routes.router)
     if settings.api.debug:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from codeapi.egress.allowlist import Allowlist
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -279,8 +281,21 @@ class EgressSettings(Group):
     port: int = Field(18443, ge=1, le=65535)
     allowlist: CommaList = Field(default_factory=list)
     skill_deps_path: Path = Field(Path("/opt/skill-deps"), validation_alias=alias("SKILL_DEPS_PATH"))
+    # Ours: each run's budget through the proxy, and fixed addresses for names (mirrors, tests).
+    max_connections: int = Field(64, ge=1)
+    max_mb: int = Field(1024, ge=1)
+    hosts: dict[str, list[str]] = Field(default_factory=dict)
 
     _split = field_validator("allowlist", mode="before")(split_commas)
+
+    @field_validator("allowlist")
+    @classmethod
+    def host_names_only(cls, entries: list[str]) -> list[str]:
+        try:
+            Allowlist.build(entries)
+        except ValueError as error:
+            raise ValueError(str(error)) from None
+        return entries
 
 
 class LogSettings(Group):

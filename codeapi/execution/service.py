@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from codeapi.egress.skilldeps import SkillDeps
 from codeapi.errors import FileNotFound, SandboxFailure
 from codeapi.execution.files import (
     Fingerprint,
@@ -94,7 +95,9 @@ class ExecutionService:
         programs: ProgramRunner,
         limits: ExecLimits,
         warm: WarmPython | None = None,
+        skill_deps: SkillDeps | None = None,
     ) -> None:
+        self.skill_deps = skill_deps  # None: ENABLE_SANDBOX_NETWORK=false, nothing to install
         self.sessions = sessions
         self.workspaces = workspaces
         self.programs = programs
@@ -157,7 +160,9 @@ class ExecutionService:
             chosen = await self.choose_inputs(session, request.files)
             await self.sessions.keep_in_use(session, chosen.values())
             staged = await self.write_inputs(chosen, dirs)
+            await self.attach_skill_deps(session.session_id, dirs)
             ran = await self.programs.run(program, dirs, job_id)
+            await self.keep_skill_deps(session.session_id, dirs)
             notes: list[str] = []
             files = await self.collect_outputs(session.session_id, dirs, staged, notes)
         return ran.result, files, notes
@@ -245,7 +250,9 @@ class ExecutionService:
                 restore = loaded.data if loaded is not None else None
             else:
                 staged = {name: StagedInput(record, kept[name]) for name, record in chosen.items()}
+            await self.attach_skill_deps(session_id, sandbox.dirs)
             call = await sandbox.call(request.code, request.args, timeout_s, warm.save_mode, restore)
+            await self.keep_skill_deps(session_id, sandbox.dirs)
             notes = state_notes(call, self.limits.max_file_bytes)
             sandbox.manifest = {}
             files = await self.collect_outputs(session_id, sandbox.dirs, staged, notes, sandbox.manifest)
@@ -253,6 +260,14 @@ class ExecutionService:
         finally:
             warm.pool.release(sandbox, session_id, keep)
         return call.result, files, notes
+
+    async def attach_skill_deps(self, session_id: str, dirs: JobDirs) -> None:
+        if self.skill_deps is not None:
+            await asyncio.to_thread(self.skill_deps.attach, session_id, dirs.home, dirs.uid)
+
+    async def keep_skill_deps(self, session_id: str, dirs: JobDirs) -> None:
+        if self.skill_deps is not None:
+            await asyncio.to_thread(self.skill_deps.keep, session_id, dirs.home)
 
     async def collect_outputs(
         self,

@@ -11,6 +11,7 @@ import structlog
 from fastapi import Depends, Request
 
 from codeapi.auth.gate import ANONYMOUS, AuthGate, Caller
+from codeapi.egress.gateway import EgressGateway
 from codeapi.execution.service import ExecutionService
 from codeapi.observability.loops import Loops
 from codeapi.observability.usage import UsageLedger
@@ -32,6 +33,7 @@ class Components:
     backends: dict[str, str]
     check_sandbox: Callable[[], Awaitable[None]]
     loops: Loops  # the background loops, for /health/detailed
+    egress: EgressGateway | None = None  # ENABLE_SANDBOX_NETWORK
 
 
 def components(request: Request) -> Components:

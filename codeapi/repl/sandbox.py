@@ -340,7 +340,7 @@ async def launch(
         handed_over.callback(worker_end.close)
         for fd in (stdout_write, stderr_write):
             handed_over.callback(os.close, fd)
-        process = await spawn_jail(launcher, job_id, dirs, cgroup)
+        process = await spawn_jail(launcher, job_id, dirs, cgroup, stack)
         stack.push_async_callback(stop, process)
         await wait_ready(process, dirs, job_id, deadline)
         init_pid = jailed_child(process.pid)
@@ -385,7 +385,7 @@ async def wait_ready(process: asyncio.subprocess.Process, dirs: JobDirs, job_id:
 
 
 async def spawn_jail(
-    launcher: ReplLauncher, job_id: str, dirs: JobDirs, cgroup: cgroups.JobCgroup | None
+    launcher: ReplLauncher, job_id: str, dirs: JobDirs, cgroup: cgroups.JobCgroup | None, stack: AsyncExitStack
 ) -> asyncio.subprocess.Process:
     runner = launcher.runner
     job = dirs.job(
@@ -395,9 +395,11 @@ async def spawn_jail(
         binds=launcher.binds(),
         env=launcher.spec.render_env(launcher.limits.memory_mb),
     )
+    job = await stack.enter_async_context(runner.networked(job))
     command = render(runner.nsjail_binary, job, runner.isolation, cgroup, runner.seccomp_policy)
     return await asyncio.create_subprocess_exec(
         *command,
+        pass_fds=job.pass_fds,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

@@ -150,6 +150,9 @@ class Worker:
 
     def execute(self, code: str) -> tuple[int, bool]:
         """Run the code; returns (exit code, whether it raised). User code may raise anything."""
+        # Directories on sys.path that were missing in the zygote (a session's installed packages,
+        # put in place by the API before this call) are cached as "nothing here": look again.
+        importlib.invalidate_caches()
         try:
             run_code(code, self.namespace)
         except SystemExit as stop:
@@ -264,7 +267,9 @@ def become_worker(worker_fds: list[int], filters: list[kernel.Filter], max_state
     link = socket.socket(fileno=protocol.WORKER_LINK_FD)
     faulthandler.enable(file=sys.stderr)  # a segfault leaves a Python traceback in the call's stderr
     os.chdir(WORK_DIR)
-    sys.path = [CODE_DIR, *(entry for entry in sys.path[1:] if entry)]
+    # The zygote runs isolated (-I); a worker honours PYTHONPATH as `python3 main.py` in the sandbox would.
+    extra = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    sys.path = [CODE_DIR, *extra, *(entry for entry in sys.path[1:] if entry)]
     point_matplotlib_home()
     kernel.install_seccomp_filters(filters)
     Worker(link, max_state_bytes).serve()

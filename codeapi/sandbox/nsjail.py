@@ -20,6 +20,7 @@ from codeapi.sandbox.policy import (
 )
 
 MB = 1024 * 1024
+NSENTER = "/usr/bin/nsenter"
 CHILD_HEADROOM_MB = 64
 SHM_MAX_MB = 64
 
@@ -35,10 +36,13 @@ def render(
     cgroup: JobCgroup | None,
     seccomp_policy: Path | None = None,
 ) -> list[str]:
+    # nsjail cannot join a namespace: nsenter puts it (and so the jail) into the prepared one.
+    entered = [] if job.network_fd is None else [NSENTER, f"--net=/proc/self/fd/{job.network_fd}", "--"]
     return [
+        *entered,
         *process_flags(nsjail, job),
         *cgroup_flags(job, cgroup),
-        *(["--disable_clone_newnet"] if job.network or not isolation.own_network else []),
+        *(["--disable_clone_newnet"] if job.network_fd is not None or not isolation.own_network else []),
         *(["--seccomp_policy", str(seccomp_policy)] if seccomp_policy is not None else []),
         *mount_flags(job, isolation),
         *env_flags(job),

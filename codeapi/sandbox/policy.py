@@ -22,6 +22,7 @@ SYSTEM_READONLY_BINDS: tuple[str, ...] = (
     "/etc/alternatives",
     "/etc/ld.so.cache",
     "/etc/fonts",
+    "/etc/ssl/certs",  # the host's CA trust, for the egress proxy's TLS tunnels (SSL_CERT_FILE)
     "/etc/java-17-openjdk",
     "/etc/php",
     "/etc/R",
@@ -157,7 +158,7 @@ class SandboxJob:
     code_writable: bool = False
     binds: tuple[Bind, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    network: bool = False
+    network_fd: int | None = None  # a network namespace to run in (egress.netns), instead of an empty one
     pass_fds: tuple[int, ...] = ()
 
 

@@ -10,12 +10,14 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
+from codeapi.egress.gateway import EgressGateway, network_env
 from codeapi.errors import SandboxFailure
 from codeapi.observability.metrics import SANDBOX_STARTS
 from codeapi.observability.security import security_event
@@ -55,7 +57,9 @@ class NsjailRunner:
         isolation: Isolation,
         use_cgroups: bool,
         seccomp_policy: Path | None = None,
+        egress: EgressGateway | None = None,
     ) -> None:
+        self.egress = egress
         self.nsjail_binary = nsjail_binary
         self.isolation = isolation
         self.use_cgroups = use_cgroups
@@ -87,7 +91,23 @@ class NsjailRunner:
         for cgroup in self.live_cgroups:
             cgroups.remove_job_cgroup(cgroup)
 
+    @asynccontextmanager
+    async def networked(self, job: SandboxJob) -> AsyncIterator[SandboxJob]:
+        """The job as it runs: with ENABLE_SANDBOX_NETWORK, in a network of its own whose only
+        service is the egress proxy, for as long as the context lasts."""
+        env = {**job.env, **network_env(self.egress)}
+        if self.egress is None:
+            yield replace(job, env=env)
+            return
+        async with self.egress.network(job.job_id) as network:
+            fd = network.namespace_fd
+            yield replace(job, network_fd=fd, pass_fds=(*job.pass_fds, fd), env=env)
+
     async def run_in(self, job: SandboxJob, cgroup: cgroups.JobCgroup | None) -> SandboxResult:
+        async with self.networked(job) as job:
+            return await self.run_networked(job, cgroup)
+
+    async def run_networked(self, job: SandboxJob, cgroup: cgroups.JobCgroup | None) -> SandboxResult:
         argv = render(self.nsjail_binary, job, self.isolation, cgroup, self.seccomp_policy)
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(

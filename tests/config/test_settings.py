@@ -48,8 +48,6 @@ GUIDE = [
 # yet, and kept out of .env.example until they do something. Remove a name when its feature lands
 # (test_the_pending_list_holds_only_what_is_still_unread fails until you do).
 NOT_YET_READ = {
-    "ENABLE_SANDBOX_NETWORK": "egress proxy", "SANDBOX_EGRESS_PORT": "egress proxy",
-    "SANDBOX_EGRESS_ALLOWLIST": "egress proxy", "SKILL_DEPS_PATH": "egress proxy",
     "SSL_CERTS_PATH": "docker-compose only (host path of the certificate mount)",
 }  # fmt: skip
 # Read by something else than the API, so listed in .env.example although the API never reads it.

@@ -122,3 +122,17 @@ async def test_local_sockets_still_work_inside(hostile: Hostile) -> None:
     )
     body = await execute(hostile, "py", code)
     assert body["stdout"] == "ping\n"
+
+
+async def test_pip_install_without_sandbox_network_fails_at_once_saying_why(hostile: Hostile) -> None:
+    # Expected: ENABLE_SANDBOX_NETWORK is off: pip gives up on its first try and its output names the reason.
+    code = (
+        "import subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'pip', 'install', 'inflection'], capture_output=True, text=True)\n"
+        "print(done.returncode)\n"
+        "print(done.stdout + done.stderr)\n"
+    )
+    body = await execute(hostile, "py", code)
+    assert body["stdout"].startswith("1\n"), body
+    assert "no-network-in-this-sandbox.invalid" in body["stdout"], body
+    assert "Retrying" not in body["stdout"]

@@ -58,6 +58,9 @@ async def health_detailed(services: Services) -> JSONResponse:
         if warm is not None
         else {"status": "healthy", "mode": "one-shot (REPL_ENABLED=false)"},
         "background_loops": services.loops.health(),
+        "egress_proxy": services.egress.health()
+        if services.egress is not None
+        else {"status": "healthy", "mode": "off (ENABLE_SANDBOX_NETWORK=false)"},
     }
     statuses = {check["status"] for check in checks.values()}
     overall = next((status for status in ("unhealthy", "starting", "degraded") if status in statuses), "healthy")
