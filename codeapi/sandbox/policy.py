@@ -22,6 +22,7 @@ SYSTEM_READONLY_BINDS: tuple[str, ...] = (
     "/etc/alternatives",
     "/etc/ld.so.cache",
     "/etc/fonts",
+    "/etc/ImageMagick-6",  # policy.xml and delegates.xml: convert reads them at start
     "/etc/java-17-openjdk",
     "/etc/php",
     "/etc/R",
