@@ -20,6 +20,7 @@ BINARY = ("{code_dir}/main",)
 LANGUAGES: tuple[LanguageSpec, ...] = (
     LanguageSpec(
         id="py",
+        version_argv=("/opt/python/bin/python3", "--version"),
         name="Python",
         source_name="main.py",
         run_argv=("/opt/python/bin/python3", "{source}"),
@@ -38,6 +39,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="js",
+        version_argv=("/opt/node/bin/node", "--version"),
         name="JavaScript (Node.js)",
         source_name="main.js",
         run_argv=(*NODE_RUN, "{source}"),
@@ -46,6 +48,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="ts",
+        version_argv=(f"/opt/ts/@esbuild/{ESBUILD_PLATFORM}/bin/esbuild", "--version"),
         name="TypeScript (esbuild + Node.js)",
         source_name="main.ts",
         compile_argv=(
@@ -62,6 +65,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="go",
+        version_argv=("/opt/go/bin/go", "version"),
         name="Go",
         source_name="main.go",
         compile_argv=("/opt/go/bin/go", "build", "-o", "{code_dir}/main", "{source}"),
@@ -91,6 +95,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="java",
+        version_argv=("/usr/bin/java", "-version"),
         name="Java",
         source_name="Main.java",
         find_source=find_java_source,
@@ -118,6 +123,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="c",
+        version_argv=("/usr/bin/gcc", "-dumpfullversion"),
         name="C (gcc)",
         source_name="main.c",
         compile_argv=("/usr/bin/gcc", "-O2", "-o", "{code_dir}/main", "{source}", "-lm"),
@@ -126,6 +132,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="cpp",
+        version_argv=("/usr/bin/g++", "-dumpfullversion"),
         name="C++ (g++)",
         source_name="main.cpp",
         compile_argv=("/usr/bin/g++", "-O2", "-o", "{code_dir}/main", "{source}"),
@@ -138,6 +145,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="php",
+        version_argv=("/usr/bin/php", "-r", "echo PHP_VERSION;"),
         name="PHP",
         source_name="main.php",
         run_argv=("/usr/bin/php", "{source}"),
@@ -145,6 +153,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="rs",
+        version_argv=("/usr/bin/rustc", "--version"),
         name="Rust",
         source_name="main.rs",
         # The toolbox's crates (scripts/toolbox/rust.txt), prebuilt by scripts/install: -L finds
@@ -166,6 +175,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="r",
+        version_argv=("/usr/bin/Rscript", "--version"),
         name="R",
         source_name="main.R",
         run_argv=("/usr/bin/Rscript", "{source}"),
@@ -173,6 +183,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="f90",
+        version_argv=("/usr/bin/gfortran", "-dumpfullversion"),
         name="Fortran (gfortran)",
         source_name="main.f90",
         compile_argv=("/usr/bin/gfortran", "-O2", "-o", "{code_dir}/main", "{source}"),
@@ -181,6 +192,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="d",
+        version_argv=("/usr/bin/ldc2", "--version"),
         name="D (ldc2)",
         source_name="main.d",
         compile_argv=("/usr/bin/ldc2", "-of={code_dir}/main", "-od=/tmp", "{source}"),
@@ -190,6 +202,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="bash",
+        version_argv=("/bin/bash", "--version"),
         name="Bash",
         source_name="main.sh",
         run_argv=("/bin/bash", "{source}"),
