@@ -203,3 +203,34 @@ async def test_rust_uses_the_prebuilt_crates_without_cargo(toolbox: httpx.AsyncC
         "2024-02-29 ba7816bf",
         "true",
     ]
+
+
+TYPE_CHECK = """
+import { execFileSync } from 'child_process';
+import { writeFileSync } from 'fs';
+writeFileSync('check.ts', [
+  "import _ from 'lodash';",
+  "import { DateTime } from 'luxon';",
+  "import Papa from 'papaparse';",
+  "const total: number = _.sum([1, 2]);",
+  "const wrong: string = _.sum([1, 2]);",
+  "DateTime.fromISO(42);",
+  "const csv: number = Papa.unparse([[1]]);",
+].join('\\n'));
+let report = '';
+try {
+  execFileSync('/opt/node/bin/node', ['/opt/ts/typescript/bin/tsc', '--noEmit', '--strict', '--esModuleInterop',
+    '--moduleResolution', 'node', 'check.ts'], { encoding: 'utf8' });
+} catch (error: any) {
+  report = error.stdout;
+}
+console.log(Array.from(report.matchAll(/check\\.ts\\((\\d+),\\d+\\): error (TS\\d+)/g), (m) => `${m[1]}:${m[2]}`).join(' '));
+console.log('DONE');
+"""
+
+
+async def test_typescript_type_checks_against_the_modules_types(toolbox: httpx.AsyncClient) -> None:
+    # Expected: tsc finds each module's types (bundled, or from @types) without a path; a
+    # program that misuses them fails with a type error, not "cannot find module" (TS2307).
+    body = await run_ok(toolbox, "ts", TYPE_CHECK)
+    assert body["stdout"].splitlines()[0] == "5:TS2322 6:TS2345 7:TS2322"
