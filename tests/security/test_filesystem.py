@@ -11,6 +11,7 @@ SANDBOX_MOUNTS = {
     "/", "/proc", "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random",
     "/mnt/data", "/code", "/home/sandbox", "/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/fonts",
     "/etc/java-17-openjdk", "/etc/php", "/etc/R", "/etc/ldc2.conf", "/etc/passwd", "/etc/group", "/etc/hosts",
+    "/etc/ImageMagick-6",
     "/opt/python",
 }  # fmt: skip
 

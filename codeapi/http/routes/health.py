@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from codeapi import __version__
 from codeapi.errors import CodeapiError
 from codeapi.http.deps import Services, require_api_key
+from codeapi.languages.inventory import toolbox_inventory
 
 router = APIRouter()
 
@@ -72,3 +74,9 @@ async def health_detailed(services: Services) -> JSONResponse:
 async def metrics() -> Response:
     """Prometheus text format; scrapers authenticate like any client (Basic auth with the key works)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/health/toolbox", dependencies=[Depends(require_api_key)])
+async def health_toolbox(services: Services) -> dict[str, Any]:
+    """Each language's version and what sandboxed programs find installed (docs/toolbox.md)."""
+    return await asyncio.to_thread(toolbox_inventory, services.executions.programs.runtime_dir)
