@@ -202,6 +202,7 @@ async def test_detailed_health_checks_every_dependency(client: httpx.AsyncClient
         "files": "healthy",
         "sandbox": "healthy",
         "background_loops": "healthy",
+        "egress_proxy": "healthy",
     }
     assert checks["python"]["status"] in ("healthy", "starting")  # starting: the zygote is not up yet
     anonymous = await client.get("/health/detailed", headers={"x-api-key": ""})
