@@ -31,7 +31,7 @@ from codeapi.languages import get_language
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
-from codeapi.sandbox import cgroups
+from codeapi.sandbox.cgroups import Cgroups
 from codeapi.sandbox.host import prepare_host, resolve_nsjail
 from codeapi.sandbox.policy import (
     BASE_ENV,
@@ -86,7 +86,7 @@ def exec_limits(settings: Settings) -> ExecLimits:
     )
 
 
-def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
+def build_runner(settings: Settings, workspaces: Workspaces, hierarchy: Cgroups | None) -> NsjailRunner:
     security = settings.security
     if security.enable_filesystem_isolation:
         isolation = Isolation(system_binds(workspaces.system_dir))
@@ -96,7 +96,7 @@ def build_runner(settings: Settings, workspaces: Workspaces) -> NsjailRunner:
         isolation = Isolation(view, masked_paths(view, private))
     isolation = replace(isolation, own_network=security.enable_network_isolation)
     nsjail = resolve_nsjail(settings.sandbox.nsjail_binary)
-    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY)
+    return NsjailRunner(nsjail, isolation, hierarchy, SECCOMP_POLICY)
 
 
 def warn_disabled_isolation(settings: Settings, cgroups_available: bool) -> None:
@@ -225,7 +225,8 @@ def create_app(settings: Settings) -> FastAPI:
         sandbox, security = settings.sandbox, settings.security
         workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
         isolated = security.enable_network_isolation or security.enable_filesystem_isolation
-        warn_disabled_isolation(settings, prepare_host(sandbox, workspaces, require_cgroups=isolated))
+        hierarchy = prepare_host(sandbox, workspaces, require_cgroups=isolated)
+        warn_disabled_isolation(settings, hierarchy is not None)
         metadata, blobs = await open_stores(settings.storage, settings.redis, settings.s3)
         sessions = SessionService(
             metadata,
@@ -234,7 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_file_bytes=settings.limits.file_size_mb * MB,
             max_files_per_session=settings.limits.files_per_session,
         )
-        runner = build_runner(settings, workspaces)
+        runner = build_runner(settings, workspaces, hierarchy)
         programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
