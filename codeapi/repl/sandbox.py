@@ -357,7 +357,7 @@ async def launch(launcher: ReplLauncher, job_id: str, dirs: JobDirs, stack: Asyn
         for fd in (stdout_write, stderr_write):
             handed_over.callback(os.close, fd)
         sandbox_process = await launcher.runner.spawn(
-            jail_job(launcher, job_id, dirs), stderr=asyncio.subprocess.DEVNULL
+            jail_job(launcher, job_id, dirs), stderr=asyncio.subprocess.DEVNULL, freezable=True
         )
         stack.push_async_callback(sandbox_process.close)
         process = sandbox_process.process

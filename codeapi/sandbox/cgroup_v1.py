@@ -25,7 +25,9 @@ from codeapi.sandbox.cgroups import (
 
 # Each controller with a file every non-root cgroup of its v1 flavour has.
 CONTROLLERS = {"memory": "memory.limit_in_bytes", "pids": "pids.max", "cpu": "cpu.cfs_quota_us"}
-FREEZER = "freezer"  # optional: kept sandboxes are frozen between calls where it is mounted
+# Optional: kept sandboxes are frozen between calls where it is mounted. One-shot jobs stay out of it:
+# each v1 hierarchy a process joins costs an RCU grace period (about a millisecond) at placement.
+FREEZER = "freezer"
 
 
 @dataclass(eq=False)
@@ -127,9 +129,10 @@ class CgroupsV1(Cgroups):
     def enable_children(self, path: Path) -> None:
         """Nothing to do: a v1 hierarchy's controller applies to every cgroup in it."""
 
-    def create_job(self, name: str, limits: JobLimits) -> V1JobCgroup:
-        cgroup = self.job(name)
-        for controller in self.controllers:
+    def create_job(self, name: str, limits: JobLimits, freezable: bool = False) -> V1JobCgroup:
+        controllers = self.controllers if freezable else tuple(c for c in self.controllers if c != FREEZER)
+        cgroup = V1JobCgroup(name, self.root, controllers)
+        for controller in controllers:
             cgroup.path(controller).mkdir(exist_ok=True)
         memory = cgroup.path("memory")
         (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))

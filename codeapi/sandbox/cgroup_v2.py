@@ -208,7 +208,7 @@ class CgroupsV2(Cgroups):
     def enable_children(self, path: Path) -> None:
         self.enable(path)
 
-    def create_job(self, name: str, limits: JobLimits) -> V2JobCgroup:
+    def create_job(self, name: str, limits: JobLimits, freezable: bool = False) -> V2JobCgroup:
         cgroup = self.job(name)
         cgroup.path.mkdir(exist_ok=True)
         (cgroup.path / "memory.max").write_text(str(limits.memory_bytes))

@@ -129,7 +129,8 @@ class Cgroups(ABC):
     def ready(self) -> bool: ...
 
     @abstractmethod
-    def create_job(self, name: str, limits: JobLimits) -> JobCgroup: ...
+    def create_job(self, name: str, limits: JobLimits, freezable: bool = False) -> JobCgroup:
+        """``freezable``: the job will be frozen (a kept sandbox); one-shot jobs skip what that costs."""
 
     @abstractmethod
     def job(self, name: str) -> JobCgroup:
@@ -143,8 +144,8 @@ class Cgroups(ABC):
     def enable_children(self, path: Path) -> None:
         """Make the controllers available to the children of ``path``."""
 
-    def create(self, job_id: str, limits: JobLimits) -> JobCgroup:
-        return self.create_job(f"{self.owner}/{job_id}", limits)
+    def create(self, job_id: str, limits: JobLimits, freezable: bool = False) -> JobCgroup:
+        return self.create_job(f"{self.owner}/{job_id}", limits, freezable)
 
     def claim(self) -> None:
         """Create and lock this instance's owner directory: its pid, or the pid with a suffix when

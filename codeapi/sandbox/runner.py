@@ -107,12 +107,15 @@ class NsjailRunner:
         self.seccomp_policy = seccomp_policy
         self.live: set[SandboxProcess] = set()
 
-    async def spawn(self, job: SandboxJob, stdout: int = PIPE, stderr: int = PIPE) -> SandboxProcess:
-        """Create the job's cgroup and start nsjail inside it; the caller must ``close`` the jail."""
+    async def spawn(
+        self, job: SandboxJob, stdout: int = PIPE, stderr: int = PIPE, freezable: bool = False
+    ) -> SandboxProcess:
+        """Create the job's cgroup and start nsjail inside it; the caller must ``close`` the jail.
+        ``freezable``: the jail will be frozen between uses (a kept REPL sandbox)."""
         cgroup = None
         if self.cgroups is not None:
             limits = JobLimits(job.limits.memory_mb * MB, job.limits.processes)
-            cgroup = self.cgroups.create(job.job_id, limits)
+            cgroup = self.cgroups.create(job.job_id, limits, freezable)
         placement = cgroup.placement_argv() if cgroup is not None else []
         argv = [*placement, *render(self.nsjail_binary, job, self.isolation, self.seccomp_policy)]
         try:

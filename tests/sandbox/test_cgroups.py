@@ -58,7 +58,7 @@ def test_a_job_cgroup_carries_the_memory_limit_without_swap_and_its_process_cap(
 
 
 def test_a_frozen_job_gets_no_cpu_until_thawed_and_is_killed_even_when_frozen(hierarchy: Cgroups) -> None:
-    cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS)
+    cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS, freezable=True)
     place = " ".join(f"echo 0 > {path}/cgroup.procs;" for path in cgroup.worker_dirs())
     with subprocess.Popen(["sh", "-c", f"{place} exec sh -c 'while :; do :; done'"]) as spinner:
         try:
