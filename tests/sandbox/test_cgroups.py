@@ -44,14 +44,19 @@ def test_a_job_cgroup_carries_the_memory_limit_without_swap_and_its_process_cap(
     cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS)
     assert cgroup.name == f"{hierarchy.owner}/{cgroup.name.split('/')[1]}"
     try:
-        [memory, pids, *_] = cgroup.worker_dirs()
+        dirs = cgroup.worker_dirs()
         if isinstance(hierarchy, CgroupsV1):
+            memory, pids, cpu = dirs[:3]
             assert int((memory / "memory.limit_in_bytes").read_text()) == 64 << 20
             assert int((memory / "memory.swappiness").read_text()) == 0
-            assert int((pids / "pids.max").read_text()) == 8 + 1  # and nsjail
+            assert int((cpu / "cpu.cfs_quota_us").read_text()) == int((cpu / "cpu.cfs_period_us").read_text())
         else:
+            [memory] = [pids] = dirs
             assert int((memory / "memory.max").read_text()) == 64 << 20
-            assert (memory / "memory.swap.max").read_text().strip() in ("0", "")
+            swap = memory / "memory.swap.max"
+            assert not swap.exists() or swap.read_text().strip() == "0"
+            assert (memory / "cpu.max").read_text().split() == ["100000", "100000"]
+        assert int((pids / "pids.max").read_text()) == 8 + 1  # and nsjail
     finally:
         cgroup.remove()
     assert cgroup.name not in hierarchy.job_names()
