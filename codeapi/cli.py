@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from fastapi import FastAPI
@@ -120,8 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     check_parser.add_argument("lang", nargs="*", help="only these language ids")
     check_parser.set_defaults(handler=check_languages)
     args = parser.parse_args(argv)
+    if args.command in SANDBOX_COMMANDS:
+        run_delegated_if_needed()
     result: int = args.handler(args)
     return result
+
+
+# Commands that start sandboxes; check-host only looks.
+SANDBOX_COMMANDS = ("serve", "prepare-host", "warm-go-cache", "check-languages")
+
+
+def run_delegated_if_needed() -> None:
+    """On a systemd cgroup v2 host, started from a shell: re-run this very command in a delegated
+    scope (see docs/deployment.md) instead of refusing to start."""
+    from codeapi.sandbox.host import DELEGATED_MARK, delegated_argv
+
+    command = delegated_argv([sys.executable, "-m", "codeapi", *sys.argv[1:]])
+    if command is not None:
+        os.environ[DELEGATED_MARK] = "1"
+        os.execv(command[0], command)
 
 
 if __name__ == "__main__":

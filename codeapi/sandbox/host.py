@@ -18,6 +18,7 @@ from codeapi.sandbox.workspace import Workspaces
 
 logger = structlog.get_logger(__name__)
 
+DELEGATED_MARK = "CODEAPI_DELEGATED_SCOPE"  # set in the re-executed process, so it happens once
 NOT_ROOT = "codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)"
 
 
@@ -62,6 +63,23 @@ def host_problems(settings: SandboxSettings, require_cgroups: bool) -> list[str]
         if problem is not None:
             problems.append(f"cgroup {hierarchy.version}: {problem}")
     return problems
+
+
+def delegated_argv(argv: list[str]) -> list[str] | None:
+    """``argv`` again in a transient systemd scope with ``Delegate=yes``, when that is what this
+    host lacks: a cgroup v2 host run by systemd, started from a shell whose cgroup is not delegated.
+    None when nothing is to be gained (v1, no systemd, already delegated, or another problem)."""
+    hierarchy = detect_cgroups()
+    systemd_run = shutil.which("systemd-run")
+    if (
+        not isinstance(hierarchy, CgroupsV2)
+        or os.environ.get(DELEGATED_MARK)
+        or systemd_run is None
+        or not Path("/run/systemd/system").is_dir()
+        or hierarchy.problem() is None
+    ):
+        return None
+    return [systemd_run, "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--", *argv]
 
 
 def prepare_host(
