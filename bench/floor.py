@@ -54,6 +54,7 @@ class Sandbox:
         workspaces.prepare()
         hierarchy = detect_cgroups()
         hierarchy.prepare()
+        hierarchy.claim()
         return cls(settings, workspaces, hierarchy)
 
     @property

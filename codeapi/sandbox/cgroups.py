@@ -145,6 +145,8 @@ class Cgroups(ABC):
         """Make the controllers available to the children of ``path``."""
 
     def create(self, job_id: str, limits: JobLimits, freezable: bool = False) -> JobCgroup:
+        if not self.owner:
+            raise CgroupUnavailable("no owner directory: claim() comes before the first job")
         return self.create_job(f"{self.owner}/{job_id}", limits, freezable)
 
     def claim(self) -> None:
