@@ -12,6 +12,7 @@ nobody holds, never a live instance's, even one whose pid it cannot see.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -260,13 +261,22 @@ def at_or_below(place: str, relative: str) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    """rmdir deepest first; a cgroup directory is removable once it holds no process."""
+    """rmdir deepest first; a cgroup directory is removable once it holds no process. A killed
+    process leaves cgroup.procs when it starts exiting but keeps its cgroup busy until it is gone,
+    so EBUSY is retried for a while."""
     if not path.is_dir():
         return
     for child in path.iterdir():
         if child.is_dir():
             remove_tree(child)
-    try:
-        path.rmdir()
-    except OSError as error:
-        logger.warning("cgroup.remove_failed", path=str(path), error=str(error))
+    for attempt in range(KILL_ATTEMPTS):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or attempt == KILL_ATTEMPTS - 1:
+                logger.warning("cgroup.remove_failed", path=str(path), error=str(error))
+                return
+            time.sleep(KILL_PAUSE_S)
