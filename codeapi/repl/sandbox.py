@@ -1,9 +1,10 @@
 """One REPL sandbox as the API sees it: an nsjail jail, plus a worker the zygote forked into it.
 
-nsjail builds the jail exactly as for a one-shot run (``codeapi.sandbox.nsjail.render``: own uid
-from the pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy).
-Its first process says it is up and becomes ``catatonit``, a minimal init that holds the jail's
+The runner starts the jail exactly as a one-shot run (``NsjailRunner.spawn``: own uid from the
+pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy). Its
+first process says it is up and becomes ``catatonit``, a minimal init that holds the jail's
 namespaces and reaps orphans; then the zygote forks the worker into the jail (see zygote.py).
+Between calls the jail is frozen (``SandboxProcess.freeze``), so what a call left behind gets no CPU.
 
 The API is the worker's only peer and watches each call from outside the jail: it reads the
 worker's stdout and stderr pipes itself (capped while they stream), enforces the deadline, and
