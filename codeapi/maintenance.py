@@ -65,7 +65,7 @@ async def warm_go_cache(settings: Settings) -> int:
     workspaces, runner = prepare_for_cli(settings)
     spec = get_language("go")
     cache.mkdir(parents=True, exist_ok=True)
-    os.chown(cache, settings.sandbox.uid, settings.sandbox.uid)
+    os.chown(cache, workspaces.first_uid, workspaces.first_uid)  # the slot's uid: another instance may hold SANDBOX_UID
     limits = replace(sandbox_limits(settings), time_s=GO_WARM_TIME_S, memory_mb=3072, file_size_mb=512, tmpfs_mb=1024)
     binds = tuple(
         Bind(cache, mount.dst, writable=True)
