@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from codeapi.cli import main
 from codeapi.config.groups import SandboxSettings
 from codeapi.errors import SandboxFailure
 from codeapi.sandbox import cgroups
@@ -52,3 +53,21 @@ async def test_api_with_isolation_off_runs_without_cgroups_and_warns(
     assert body["stdout"] == "ran\n"
     disabled = {log.get("variable") for log in logs if log["event"] == "security.isolation_disabled"}
     assert disabled == {"ENABLE_NETWORK_ISOLATION", "ENABLE_FILESYSTEM_ISOLATION", "cgroups"}
+
+
+def test_check_host_says_what_is_missing_and_fails(no_cgroups: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-host"]) == 1
+    assert "cgroup v1: the cgroup v1 'memory' controller is not mounted" in capsys.readouterr().err
+
+
+def test_check_host_passes_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-host"]) == 0
+    assert capsys.readouterr().out == "codeapi: this host can serve\n"
+
+
+def test_serve_refuses_with_one_message_instead_of_starting(
+    no_cgroups: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("codeapi: cannot serve: cgroup v1:"), lines
