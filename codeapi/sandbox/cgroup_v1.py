@@ -75,7 +75,8 @@ class V1JobCgroup(JobCgroup):
                 (self.path(FREEZER) / "freezer.state").write_text("THAWED")
 
     def kill(self) -> None:
-        self.thaw()  # a frozen v1 task acts on SIGKILL only once thawed
+        if FREEZER in self.controllers:
+            self.kill_frozen()  # a frozen v1 task acts on SIGKILL only once thawed
         self.kill_by_signal()
 
     def remove_dirs(self) -> None:

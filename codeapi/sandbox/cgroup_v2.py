@@ -115,11 +115,12 @@ class V2JobCgroup(JobCgroup):
             (self.path / "cgroup.freeze").write_text("0")
 
     def kill(self) -> None:
-        """cgroup.kill (Linux 5.14) kills the whole tree at once, frozen or not; then wait for it."""
+        """cgroup.kill (Linux 5.14) kills the whole tree at once, frozen or not; before it, the
+        freezer keeps the members from forking while they are signalled. Then wait for the end."""
         try:
             (self.path / "cgroup.kill").write_text("1")
         except FileNotFoundError:
-            self.thaw()
+            self.kill_frozen()
         self.kill_by_signal()
 
     def remove_dirs(self) -> None:

@@ -97,6 +97,12 @@ class JobCgroup(ABC):
         """Send ``signum`` once to every process inside but ``spared``; returns how many."""
         return signal_pinned(self.members(), spared, self.contains, signum)
 
+    def kill_frozen(self) -> None:
+        """Signal every member while none can fork, then let them act on it (they die thawed)."""
+        self.freeze()
+        self.signal(frozenset(), signal.SIGKILL)
+        self.thaw()
+
     def kill_by_signal(self) -> None:
         """SIGKILL every member until none is left (pids.max bounds any fork race)."""
         for _ in range(KILL_ATTEMPTS):
