@@ -27,7 +27,8 @@ from codeapi.config import Settings
 from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import LANGUAGES
 from codeapi.languages.table import JVM_FLAGS, NODE
-from codeapi.sandbox import cgroups
+from codeapi.sandbox.cgroups import Cgroups
+from codeapi.sandbox.host import detect_cgroups
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
@@ -41,6 +42,7 @@ class Sandbox:
 
     settings: Settings
     workspaces: Workspaces
+    hierarchy: Cgroups
 
     @classmethod
     def for_server(cls, server_settings: dict[str, str], base_dir: Path) -> Sandbox:
@@ -50,17 +52,17 @@ class Sandbox:
         # A uid just past the server's pool, so the bench's jobs never share an identity with the server's.
         workspaces = Workspaces(base_dir, settings.sandbox.uid + UID_POOL_SIZE, 1, settings.sandbox.workdir_size_mb)
         workspaces.prepare()
-        cgroups.prepare_parents()
-        return cls(settings, workspaces)
+        hierarchy = detect_cgroups()
+        hierarchy.prepare()
+        hierarchy.claim()
+        return cls(settings, workspaces, hierarchy)
 
     @property
     def runtime_dir(self) -> Path:
         return self.settings.sandbox.runtime_dir
 
     def runner(self, use_cgroups: bool = True) -> NsjailRunner:
-        runner = build_runner(self.settings, self.workspaces)
-        runner.use_cgroups = use_cgroups
-        return runner
+        return build_runner(self.settings, self.workspaces, self.hierarchy if use_cgroups else None)
 
     def programs(self) -> ProgramRunner:
         return ProgramRunner(self.runner(), self.runtime_dir, sandbox_limits(self.settings))

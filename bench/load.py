@@ -40,14 +40,14 @@ MIB = 1024 * 1024
 
 def resident_sandboxes(pid: int) -> dict[str, float]:
     """Job cgroups of the server ``pid`` that exist right now (kept REPL sandboxes, the zygote, runs
-    still tearing down) and the memory charged to them; the server names them ``<pid>.<job id>``."""
+    still tearing down) and the memory charged to them; the server names them ``<pid>/<job id>``."""
     count, charged = 0, 0
     try:
-        entries = list(MEMORY_CGROUPS.iterdir())
+        entries = list((MEMORY_CGROUPS / str(pid)).iterdir())
     except OSError:
         return {}
     for entry in entries:
-        if entry.name.startswith(f"{pid}.") and entry.is_dir():
+        if entry.is_dir():
             count += 1
             try:
                 charged += int((entry / "memory.usage_in_bytes").read_text())
@@ -58,11 +58,11 @@ def resident_sandboxes(pid: int) -> dict[str, float]:
 
 def kept_sandbox_pss(pid: int) -> dict[str, float]:
     """Proportional set size (shared pages split among their sharers) of the processes in each of the
-    server's REPL sandboxes (job cgroups ``<pid>.repl-*``): what one more sandbox costs in memory."""
+    server's REPL sandboxes (job cgroups ``<pid>/repl-*``): what one more sandbox costs in memory."""
     totals: list[float] = []
-    for entry in (cgroups.CGROUP_ROOT / "pids" / cgroups.PARENT).glob(f"{pid}.repl-*"):
+    for entry in (cgroups.CGROUP_ROOT / "pids" / cgroups.PARENT).glob(f"{pid}/repl-*"):
         total_kib = 0
-        for member in cgroups.members(entry):
+        for member in cgroups.members_below(entry):
             try:
                 rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
             except OSError:

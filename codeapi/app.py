@@ -49,7 +49,7 @@ from codeapi.programmatic.service import ProgrammaticLimits, ProgrammaticService
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
-from codeapi.sandbox import cgroups
+from codeapi.sandbox.cgroups import Cgroups
 from codeapi.sandbox.host import prepare_host, resolve_nsjail, unreachable_base_dir
 from codeapi.sandbox.policy import (
     BASE_ENV,
@@ -119,7 +119,9 @@ def build_egress(settings: Settings) -> EgressGateway | None:
     return EgressGateway(policy, SkillDeps(egress.skill_deps_path, settings.sandbox.workdir_size_mb * MB))
 
 
-def build_runner(settings: Settings, workspaces: Workspaces, egress: EgressGateway | None = None) -> NsjailRunner:
+def build_runner(
+    settings: Settings, workspaces: Workspaces, hierarchy: Cgroups | None, egress: EgressGateway | None = None
+) -> NsjailRunner:
     security = settings.security
     if security.enable_filesystem_isolation:
         isolation = Isolation(system_binds(workspaces.system_dir))
@@ -129,7 +131,7 @@ def build_runner(settings: Settings, workspaces: Workspaces, egress: EgressGatew
         isolation = Isolation(view, masked_paths(view, private))
     isolation = replace(isolation, own_network=security.enable_network_isolation)
     nsjail = resolve_nsjail(settings.sandbox.nsjail_binary)
-    return NsjailRunner(nsjail, isolation, cgroups.parents_ready(), SECCOMP_POLICY, egress)
+    return NsjailRunner(nsjail, isolation, hierarchy, SECCOMP_POLICY, egress)
 
 
 def warn_disabled_isolation(settings: Settings, cgroups_available: bool) -> None:
@@ -277,7 +279,8 @@ def create_app(settings: Settings) -> FastAPI:
         raise_descriptor_limit(UID_POOL_SIZE)
         workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
         isolated = security.enable_network_isolation or security.enable_filesystem_isolation
-        warn_disabled_isolation(settings, prepare_host(sandbox, workspaces, require_cgroups=isolated))
+        hierarchy = prepare_host(sandbox, workspaces, require_cgroups=isolated)
+        warn_disabled_isolation(settings, hierarchy is not None)
         metadata, blobs = await open_stores(settings.storage, settings.redis, settings.s3)
         sessions = SessionService(
             metadata,
@@ -289,7 +292,7 @@ def create_app(settings: Settings) -> FastAPI:
         egress = build_egress(settings)
         if egress is not None:
             await egress.start()
-        runner = build_runner(settings, workspaces, egress)
+        runner = build_runner(settings, workspaces, hierarchy, egress)
         programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)

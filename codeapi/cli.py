@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from fastapi import FastAPI
@@ -38,6 +39,10 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings()
+    if problems := host_problems(settings):
+        for problem in problems:
+            print(f"codeapi: cannot serve: {problem}", file=sys.stderr)  # noqa: T201
+        return 1
     ssl = settings.ssl
     https = ssl.https_active
     uvicorn.run(
@@ -57,6 +62,24 @@ def serve(args: argparse.Namespace) -> int:
         loop="asyncio",
     )
     return 0
+
+
+def host_problems(settings: Settings) -> list[str]:
+    from codeapi.sandbox.host import host_problems as find
+
+    security = settings.security
+    isolated = security.enable_network_isolation or security.enable_filesystem_isolation
+    return find(settings.sandbox, require_cgroups=isolated)
+
+
+def check_host(_: argparse.Namespace) -> int:
+    """Exit status 0 when this host can serve as configured; otherwise say what is missing."""
+    problems = host_problems(load_settings())
+    for problem in problems:
+        print(f"codeapi: {problem}", file=sys.stderr)  # noqa: T201
+    if not problems:
+        print("codeapi: this host can serve")  # noqa: T201
+    return 1 if problems else 0
 
 
 def prepare_host_command(_: argparse.Namespace) -> int:
@@ -103,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("prepare-host", help="create cgroup parents and the sandbox directory").set_defaults(
         handler=prepare_host_command
     )
+    commands.add_parser("check-host", help="say whether this host can run sandboxes, and what is missing").set_defaults(
+        handler=check_host
+    )
     commands.add_parser("warm-go-cache", help="build Go's standard library cache inside the sandbox").set_defaults(
         handler=warm_go_cache
     )
@@ -118,8 +144,25 @@ def main(argv: list[str] | None = None) -> int:
         handler=doctor_command
     )
     args = parser.parse_args(argv)
+    if args.command in SANDBOX_COMMANDS:
+        run_delegated_if_needed()
     result: int = args.handler(args)
     return result
+
+
+# Commands that start sandboxes; check-host only looks.
+SANDBOX_COMMANDS = ("serve", "prepare-host", "warm-go-cache", "check-languages")
+
+
+def run_delegated_if_needed() -> None:
+    """On a systemd cgroup v2 host, started from a shell: re-run this very command in a delegated
+    scope (see docs/deployment.md) instead of refusing to start."""
+    from codeapi.sandbox.host import DELEGATED_MARK, delegated_argv
+
+    command = delegated_argv([sys.executable, "-m", "codeapi", *sys.argv[1:]])
+    if command is not None:
+        os.environ[DELEGATED_MARK] = "1"
+        os.execv(command[0], command)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ from pathlib import Path
 from codeapi.config import Settings
 from codeapi.errors import CodeapiError
 from codeapi.languages import LANGUAGES, LanguageSpec
-from codeapi.sandbox import cgroups
-from codeapi.sandbox.host import resolve_nsjail
+from codeapi.sandbox.host import detect_cgroups, resolve_nsjail
 from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.redis import RedisMetadata
 
@@ -56,29 +55,21 @@ def check_nsjail(settings: Settings) -> Finding:
     return Finding("nsjail", True, path)
 
 
-def cgroup_version() -> str:
-    root = cgroups.CGROUP_ROOT
-    v1 = [name for name in cgroups.CONTROLLERS if (root / name).is_dir()]
-    if (root / "cgroup.controllers").is_file():
-        return "v2 (unified)"
-    return f"v1 ({', '.join(v1)})" if v1 else "none mounted"
-
-
 def check_cgroups(settings: Settings) -> Finding:
-    version = cgroup_version()
-    try:
-        cgroups.prepare_parents()
-    except cgroups.CgroupUnavailable as error:
+    """The same check as `codeapi check-host`, without changing anything on the host."""
+    hierarchy = detect_cgroups()
+    problem = hierarchy.problem()
+    if problem is not None:
         isolated = settings.security.enable_network_isolation or settings.security.enable_filesystem_isolation
         return Finding(
             "cgroups",
             False,
-            f"{version}: {error}",
-            "boot with cgroup v1 memory, pids and cpu controllers (systemd.unified_cgroup_hierarchy=0), "
-            "or run the container with --cgroupns=host and /sys/fs/cgroup writable (docs/security.md)",
+            f"cgroup {hierarchy.version}: {problem}",
+            "see docs/deployment.md (cgroup v1, or v2 with delegation: systemd Delegate=yes, or a container "
+            "with a private cgroup namespace)",
             fatal=isolated,
         )
-    return Finding("cgroups", True, f"{version}, codeapi parents ready")
+    return Finding("cgroups", True, f"cgroup {hierarchy.version}: memory, pids and cpu available")
 
 
 def check_user_namespaces() -> Finding:

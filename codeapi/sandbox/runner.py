@@ -10,9 +10,10 @@ import contextlib
 import os
 import signal
 import time
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -21,7 +22,7 @@ from codeapi.egress.gateway import EgressGateway, network_env
 from codeapi.errors import SandboxFailure
 from codeapi.observability.metrics import SANDBOX_STARTS
 from codeapi.observability.security import security_event
-from codeapi.sandbox import cgroups
+from codeapi.sandbox.cgroups import PLACEMENT_FAILED, Cgroups, JobCgroup, JobLimits
 from codeapi.sandbox.nsjail import render
 from codeapi.sandbox.policy import Isolation, SandboxJob, SandboxResult, Termination
 
@@ -30,6 +31,7 @@ logger = structlog.get_logger(__name__)
 READ_CHUNK = 65536
 KILL_GRACE_S = 1.0
 NSJAIL_SETUP_FAILED = 255
+MB = 1024 * 1024
 
 
 @dataclass
@@ -50,46 +52,102 @@ class CappedStream:
         return self.truncated
 
 
+@dataclass(eq=False)
+class SandboxProcess:
+    """A started nsjail: its process, its cgroup, and how to stop it. ``NsjailRunner.spawn`` makes
+    one; ``close`` is the one teardown (kill, remove the cgroup, forget it), safe to call twice."""
+
+    runner: NsjailRunner
+    job: SandboxJob
+    process: asyncio.subprocess.Process
+    cgroup: JobCgroup | None
+    resources: AsyncExitStack  # what lives exactly as long as the jail (its network namespace)
+    started: float = field(default_factory=time.monotonic)
+
+    def freeze(self) -> None:
+        """Stop every process inside from running (a kept sandbox between calls)."""
+        if self.cgroup is not None:
+            self.cgroup.freeze()
+
+    def thaw(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.thaw()
+
+    async def close(self) -> None:
+        # Shielded: a second cancellation (shutdown after a client disconnect) must not interrupt
+        # the kill and leave the jail running until nsjail's own backstop.
+        await asyncio.shield(self.stop_and_remove())
+
+    async def stop_and_remove(self) -> None:
+        try:
+            self.thaw()  # nsjail's SIGTERM handling must reach a frozen jail
+            await stop(self.process)
+        finally:
+            try:
+                if self.cgroup is not None:
+                    # In a thread: it may wait for a killed jail's processes to finish dying.
+                    await asyncio.to_thread(self.cgroup.remove)
+            finally:
+                await self.resources.aclose()
+                self.runner.live.discard(self)
+
+    def kill_now(self) -> None:
+        """Synchronous teardown at API shutdown (see NsjailRunner.close)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
 class NsjailRunner:
+    """The one place a jail starts: ``run`` for one-shot jobs, ``spawn`` for the warm path."""
+
     def __init__(
         self,
         nsjail_binary: str,
         isolation: Isolation,
-        use_cgroups: bool,
+        cgroups: Cgroups | None,
         seccomp_policy: Path | None = None,
         egress: EgressGateway | None = None,
     ) -> None:
         self.egress = egress
         self.nsjail_binary = nsjail_binary
         self.isolation = isolation
-        self.use_cgroups = use_cgroups
+        self.cgroups = cgroups
         self.seccomp_policy = seccomp_policy
-        self.live_cgroups: set[cgroups.JobCgroup] = set()
-        self.live_processes: set[asyncio.subprocess.Process] = set()
+        self.live: set[SandboxProcess] = set()
 
-    async def run(self, job: SandboxJob) -> SandboxResult:
-        cgroup = cgroups.create_job_cgroup(job.job_id, job.limits.memory_mb * 1024 * 1024) if self.use_cgroups else None
-        if cgroup is not None:
-            self.live_cgroups.add(cgroup)
+    async def spawn(
+        self, job: SandboxJob, stdout: int = PIPE, stderr: int = PIPE, freezable: bool = False
+    ) -> SandboxProcess:
+        """Create the job's cgroup and start nsjail inside it; the caller must ``close`` the jail.
+        ``freezable``: the jail will be frozen between uses (a kept REPL sandbox)."""
+        resources = AsyncExitStack()
+        cgroup = None
         try:
-            return await self.run_in(job, cgroup)
-        finally:
+            job = await resources.enter_async_context(self.networked(job))
+            if self.cgroups is not None:
+                limits = JobLimits(job.limits.memory_mb * MB, job.limits.processes)
+                cgroup = self.cgroups.create(job.job_id, limits, freezable)
+            placement = cgroup.placement_argv() if cgroup is not None else []
+            argv = [*placement, *render(self.nsjail_binary, job, self.isolation, self.seccomp_policy)]
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                pass_fds=job.pass_fds,
+            )
+        except BaseException:
             if cgroup is not None:
-                # In a thread: it may wait for a killed jail's processes to finish dying.
-                await asyncio.to_thread(cgroups.remove_job_cgroup, cgroup)
-                self.live_cgroups.discard(cgroup)
-
-    def close(self) -> None:
-        """Kill every running jail and remove its cgroup, synchronously, at API shutdown.
-
-        uvicorn re-raises SIGTERM as soon as the app has stopped, so the cleanup in the
-        cancelled runs' ``finally`` blocks would never get to run.
-        """
-        for process in self.live_processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        for cgroup in self.live_cgroups:
-            cgroups.remove_job_cgroup(cgroup)
+                await asyncio.to_thread(cgroup.remove)
+            await resources.aclose()
+            raise
+        sandbox = SandboxProcess(self, job, process, cgroup, resources)
+        self.live.add(sandbox)
+        SANDBOX_STARTS.inc()
+        return sandbox
 
     @asynccontextmanager
     async def networked(self, job: SandboxJob) -> AsyncIterator[SandboxJob]:
@@ -103,31 +161,27 @@ class NsjailRunner:
             fd = network.namespace_fd
             yield replace(job, network_fd=fd, pass_fds=(*job.pass_fds, fd), env=env)
 
-    async def run_in(self, job: SandboxJob, cgroup: cgroups.JobCgroup | None) -> SandboxResult:
-        async with self.networked(job) as job:
-            return await self.run_networked(job, cgroup)
-
-    async def run_networked(self, job: SandboxJob, cgroup: cgroups.JobCgroup | None) -> SandboxResult:
-        argv = render(self.nsjail_binary, job, self.isolation, cgroup, self.seccomp_policy)
-        started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            pass_fds=job.pass_fds,
-        )
-        self.live_processes.add(process)
-        SANDBOX_STARTS.inc()
+    async def run(self, job: SandboxJob) -> SandboxResult:
+        jail = await self.spawn(job)
         try:
-            return await self.supervise(job, cgroup, process, started)
+            return await self.supervise(jail)
         finally:
-            self.live_processes.discard(process)
+            await jail.close()
 
-    async def supervise(
-        self, job: SandboxJob, cgroup: cgroups.JobCgroup | None, process: asyncio.subprocess.Process, started: float
-    ) -> SandboxResult:
+    def close(self) -> None:
+        """Kill every running jail and remove its cgroup, synchronously, at API shutdown.
+
+        uvicorn re-raises SIGTERM as soon as the app has stopped, so the cleanup in the
+        cancelled runs' ``finally`` blocks would never get to run.
+        """
+        for jail in list(self.live):
+            jail.kill_now()
+        self.live.clear()
+        if self.cgroups is not None:
+            self.cgroups.release()
+
+    async def supervise(self, jail: SandboxProcess) -> SandboxResult:
+        job, process = jail.job, jail.process
         stdout = CappedStream(job.limits.output_bytes, bytearray())
         stderr = CappedStream(job.limits.output_bytes, bytearray())
         over_limit = asyncio.Event()
@@ -148,18 +202,19 @@ class NsjailRunner:
             await waiter
             await asyncio.gather(*readers)
         except BaseException:
-            # Shielded: a second cancellation (shutdown after a client disconnect) must not
-            # interrupt the kill and leave the jail running until nsjail's own backstop.
-            await asyncio.shield(stop(process))
             for reader in readers:
                 reader.cancel()
             raise
-        wall_ms = int((time.monotonic() - started) * 1000)
+        wall_ms = int((time.monotonic() - jail.started) * 1000)
         exit_code = process.returncode if process.returncode is not None else -1
+        if exit_code == PLACEMENT_FAILED and not job.log_file.exists():
+            raise SandboxFailure(
+                f"the sandbox could not join its cgroup: {bytes(stderr.data).decode(errors='replace')}"
+            )
         if exit_code == NSJAIL_SETUP_FAILED and setup_failed(job.log_file):
             raise SandboxFailure(f"the sandbox could not start: {last_log_lines(job.log_file)}")
-        termination = classify(exit_code, timed_out, over_limit.is_set(), cgroup, job.log_file)
-        if cgroup is not None and cgroups.hit_process_limit(cgroup, job.limits.processes):
+        termination = classify(exit_code, timed_out, over_limit.is_set(), jail.cgroup, job.log_file)
+        if jail.cgroup is not None and jail.cgroup.hit_process_limit():
             security_event("sandbox.process_capped", job_id=job.job_id, processes=job.limits.processes)
         logger.debug("sandbox.finished", job_id=job.job_id, termination=termination.value, wall_ms=wall_ms)
         return SandboxResult(
@@ -196,14 +251,14 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 
 
 def classify(
-    exit_code: int, timed_out: bool, output_capped: bool, cgroup: cgroups.JobCgroup | None, log_file: Path
+    exit_code: int, timed_out: bool, output_capped: bool, cgroup: JobCgroup | None, log_file: Path
 ) -> Termination:
     if output_capped:
         return Termination.OUTPUT_LIMIT
     if timed_out or "run time >= time limit" in read_log(log_file):
         return Termination.TIMEOUT
     killed = exit_code in (128 + signal.SIGKILL, -signal.SIGKILL)
-    if killed and cgroup is not None and cgroups.hit_memory_limit(cgroup):
+    if killed and cgroup is not None and cgroup.hit_memory_limit():
         return Termination.MEMORY
     if exit_code > 128 or exit_code < 0:
         return Termination.SIGNALLED

@@ -2,8 +2,9 @@
 
 A job directory holds the nsjail logs and ``files``, a size-limited tmpfs (mounts.py) with
 ``data`` (mounted at /mnt/data), ``code`` (/code) and ``home``: the quota is the whole job's
-disk use. Each concurrent execution borrows its own uid from a pool starting at SANDBOX_UID, so
-two sandboxes never share an identity (signals, /proc, rlimits are per uid).
+disk use. Job directories live in this API instance's own slot directory (instances.py). Each
+concurrent execution borrows its own uid from the instance's pool (SANDBOX_UID + 64 * slot and up),
+so two sandboxes never share an identity (signals, /proc, rlimits are per uid).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from typing import Any
 
 import structlog
 
+from codeapi.errors import SandboxFailure
 from codeapi.sandbox import mounts
+from codeapi.sandbox.instances import SLOT_PREFIX, DirectoryLock, claim_slot, dead_slots
 from codeapi.sandbox.policy import SandboxJob, SandboxLimits
 
 logger = structlog.get_logger(__name__)
 
 SYSTEM_DIR_NAME = ".system"
 DEFAULT_WORKDIR_SIZE_MB = 1024
+UIDS_PER_INSTANCE = 64
 # Names that resolve inside the sandbox without DNS; the hostname matches nsjail's --hostname.
 HOSTS_FILE = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
@@ -91,25 +95,45 @@ class Workspaces:
     def __init__(
         self, base_dir: Path, first_uid: int, uid_count: int, workdir_size_mb: int = DEFAULT_WORKDIR_SIZE_MB
     ) -> None:
+        if uid_count > UIDS_PER_INSTANCE:
+            raise ValueError(f"an instance has at most {UIDS_PER_INSTANCE} uids")
         self.base_dir = base_dir
-        self.first_uid = first_uid
+        self.base_uid = first_uid
         self.uid_count = uid_count
         self.workdir_size_mb = workdir_size_mb
-        self.uids = UidPool(first_uid, uid_count)
+        self.slot = 0
+        self.lock: DirectoryLock | None = None
+        self.uids = UidPool(first_uid, uid_count)  # replaced once prepare() claimed a slot
         self.active: dict[Path, JobDirs] = {}
 
     @property
+    def root(self) -> Path:
+        """This instance's own directory: its job directories and identity files."""
+        return self.base_dir / f"{SLOT_PREFIX}{self.slot}"
+
+    @property
+    def first_uid(self) -> int:
+        return self.base_uid + self.slot * UIDS_PER_INSTANCE
+
+    @property
     def system_dir(self) -> Path:
-        return self.base_dir / SYSTEM_DIR_NAME
+        return self.root / SYSTEM_DIR_NAME
 
     @property
     def uid_range(self) -> range:
         return range(self.first_uid, self.first_uid + self.uid_count)
 
     def prepare(self) -> None:
-        """Create the base directory and the identity files every sandbox sees; sweep leftovers."""
+        """Claim a slot, sweep what dead instances left, write the identity files every sandbox sees."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o711)
+        if self.lock is None:
+            try:
+                self.slot, self.lock = claim_slot(self.base_dir)
+            except RuntimeError as error:
+                raise SandboxFailure(f"refusing to start: {error}") from None
+            self.uids = UidPool(self.first_uid, self.uid_count)
+        self.remove_leftovers()
         self.system_dir.mkdir(exist_ok=True)
         passwd = ["root:x:0:0:root:/root:/usr/sbin/nologin"]
         passwd += [f"sandbox:x:{uid}:{uid}:sandbox:/home/sandbox:/bin/sh" for uid in self.uid_range]
@@ -120,24 +144,19 @@ class Workspaces:
             (self.system_dir / name).write_text(content)
             os.chmod(self.system_dir / name, 0o644)
         os.chmod(self.system_dir, 0o755)
-        self.remove_leftovers()
         self.check_quota_mount()
 
     def remove_leftovers(self) -> None:
-        """Job directories of a crashed API: unmount their tmpfs first, or rmtree would only empty it."""
-        for point in mounts.mounts_below(self.base_dir):
-            mounts.unmount(point)
-        removed = 0
-        for entry in self.base_dir.iterdir():
-            if entry.name != SYSTEM_DIR_NAME and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
+        """Everything in our own slot (a crashed predecessor's) and in slots nobody holds; never a
+        live instance's. Unmount the job tmpfs first, or rmtree would only empty it."""
+        with dead_slots(self.base_dir) as dead:
+            removed = sum(empty(root) for root in (self.root, *dead))
         if removed:
             logger.info("workspace.orphans_removed", count=removed)
 
     def check_quota_mount(self) -> None:
         """Fail at start-up, not on the first request, when the per-job tmpfs cannot be mounted."""
-        probe = self.base_dir / ".probe"
+        probe = self.root / ".probe"
         probe.mkdir(exist_ok=True)
         try:
             mounts.mount_quota(probe, 1)
@@ -148,7 +167,7 @@ class Workspaces:
     @asynccontextmanager
     async def job(self, job_id: str) -> AsyncIterator[JobDirs]:
         async with self.uids.borrow() as uid:
-            dirs = JobDirs(self.base_dir / job_id, uid)
+            dirs = JobDirs(self.root / job_id, uid)
             dirs.root.mkdir(mode=0o711)
             self.active[dirs.root] = dirs
             try:
@@ -181,3 +200,20 @@ class Workspaces:
             self.unmount(dirs)
             shutil.rmtree(dirs.root, ignore_errors=True)
         self.active.clear()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def empty(root: Path) -> int:
+    """Unmount and remove everything in ``root``; returns how many job directories were removed."""
+    for point in mounts.mounts_below(root):
+        mounts.unmount(point)
+    removed = 0
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += entry.name != SYSTEM_DIR_NAME
+        else:
+            entry.unlink(missing_ok=True)
+    return removed

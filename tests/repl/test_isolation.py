@@ -37,7 +37,7 @@ async def test_the_forked_worker_has_exactly_the_jails_isolation(warm: httpx.Asy
     """Same namespaces, uid, seccomp filters and cgroups as the jail's nsjail-made init; no capabilities."""
     body = await run(warm, "py", "kept = 1")
     sandbox = pool_of(warm).hot[body["session_id"]]
-    init, worker = jailed_child(sandbox.jail.nsjail.pid), sandbox.jail.worker_pid
+    init, worker = jailed_child(sandbox.jail.sandbox.process.pid), sandbox.jail.worker_pid
     for name in NAMESPACES:
         assert os.stat(f"/proc/{worker}/ns/{name}").st_ino == os.stat(f"/proc/{init}/ns/{name}").st_ino, name
         assert os.stat(f"/proc/{worker}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino, name
@@ -79,7 +79,7 @@ async def test_nothing_in_the_jail_holds_more_than_its_own_descriptors(warm: htt
     body = await run(warm, "py", "import os\nprint(sorted(os.listdir('/proc/self/fd')))")
     assert body["stdout"] == "['0', '1', '2', '3', '4']\n"  # 4: the directory being listed
     sandbox = pool_of(warm).hot[body["session_id"]]
-    init = jailed_child(sandbox.jail.nsjail.pid)
+    init = jailed_child(sandbox.jail.sandbox.process.pid)
     targets = {os.readlink(entry) for entry in Path(f"/proc/{init}/fd").iterdir()}
     assert all(target == "/dev/null" or target.startswith("anon_inode:") for target in targets), targets
 
@@ -97,7 +97,7 @@ async def test_without_cgroups_a_calls_leftovers_are_still_killed(warm_client: W
     """On a host without the cgroup controllers the jail's processes are found by pid namespace."""
     async with warm_client(SANDBOX_POOL_ENABLED=False) as client:
         pool = pool_of(client)
-        pool.launcher.runner.use_cgroups = False
+        pool.launcher.runner.cgroups = None
         body = await run(
             client, "py", "import subprocess\nchild = subprocess.Popen(['sleep', '300'])\nprint('started')"
         )

@@ -23,14 +23,14 @@ print("started")
 """
 
 
-async def test_a_thread_printing_between_calls_blocks_on_the_full_pipe(warm: httpx.AsyncClient) -> None:
-    """Nobody drains the pipes between calls: the thread stops after a pipe's worth instead of
-    making the API read (and drop) its output as fast as it can write."""
+async def test_a_thread_printing_between_calls_gets_at_most_a_pipes_worth_out(warm: httpx.AsyncClient) -> None:
+    """Nobody drains the pipes between calls (and the sandbox is frozen then): the thread gets at most
+    a pipe's worth out instead of making the API read (and drop) its output as fast as it can write."""
     body = await run(warm, "py", SPAM_AFTER_THE_CALL)
     assert body["stdout"] == "started\n"
     await asyncio.sleep(1.5)
     counter = pool_of(warm).hot[body["session_id"]].dirs.data / ".spam-count"
-    assert 0 < int(counter.read_text()) <= PIPE_CAPACITY_KIB + 1
+    assert not counter.exists() or int(counter.read_text()) <= PIPE_CAPACITY_KIB + 1
 
 
 async def test_output_over_the_cap_ends_the_call_and_the_session_goes_on(warm: httpx.AsyncClient) -> None:

@@ -1,52 +1,138 @@
-"""Job cgroups: limits written on the parent, and start-up sweeps that spare live API processes."""
+"""Job cgroups on this host's hierarchy: limits, freezing, and start-up sweeps that spare live owners."""
 
 from __future__ import annotations
 
-import os
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-from codeapi.sandbox import cgroups
+import pytest
+
+from codeapi.sandbox.cgroup_v1 import CgroupsV1
+from codeapi.sandbox.cgroup_v2 import CgroupsV2, base_of, event_count
+from codeapi.sandbox.cgroups import Cgroups, JobLimits
+from codeapi.sandbox.host import detect_cgroups
+
+LIMITS = JobLimits(memory_bytes=64 << 20, processes=8)
 
 
-def test_job_cgroup_carries_the_memory_limit_and_no_swap() -> None:
-    cgroups.prepare_parents()
-    cgroup = cgroups.create_job_cgroup(f"test-{uuid.uuid4().hex[:8]}", 64 << 20)
+# Makes the owner directory and holds its lock, as a live instance does; prints once it holds it.
+HOLD_LOCK = (
+    "import fcntl, os, sys, time\nos.mkdir(sys.argv[1])\nfcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX)\n"
+    "print(flush=True)\ntime.sleep(60)"
+)
+
+
+@pytest.fixture
+def hierarchy() -> Iterator[Cgroups]:
+    """This host's hierarchy with an owner directory of this test's own."""
+    found = detect_cgroups()
+    found.prepare()
+    found.claim()
+    yield found
+    found.release()
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_job_cgroup_carries_the_memory_limit_without_swap_and_its_process_cap(hierarchy: Cgroups) -> None:
+    cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS)
+    assert cgroup.name == f"{hierarchy.owner}/{cgroup.name.split('/')[1]}"
     try:
-        memory = cgroup.path("memory")
-        assert cgroup.name.startswith(f"codeapi/{os.getpid()}.")
-        assert int((memory / "memory.limit_in_bytes").read_text()) == 64 << 20
-        assert int((memory / "memory.swappiness").read_text()) == 0
-        memsw = memory / "memory.memsw.limit_in_bytes"
-        assert not memsw.exists() or int(memsw.read_text()) == 64 << 20
+        dirs = cgroup.worker_dirs()
+        if isinstance(hierarchy, CgroupsV1):
+            memory, pids, cpu = dirs[:3]
+            assert int((memory / "memory.limit_in_bytes").read_text()) == 64 << 20
+            assert int((memory / "memory.swappiness").read_text()) == 0
+            assert int((cpu / "cpu.cfs_quota_us").read_text()) == int((cpu / "cpu.cfs_period_us").read_text())
+        else:
+            [memory] = [pids] = dirs
+            assert int((memory / "memory.max").read_text()) == 64 << 20
+            swap = memory / "memory.swap.max"
+            assert not swap.exists() or swap.read_text().strip() == "0"
+            assert (memory / "cpu.max").read_text().split() == ["100000", "100000"]
+        assert int((pids / "pids.max").read_text()) == 8 + 1  # and nsjail
     finally:
-        cgroups.remove_job_cgroup(cgroup)
-    assert not cgroup.path("memory").exists()
+        cgroup.remove()
+    assert cgroup.name not in hierarchy.job_names()
 
 
-def test_owner_alive_tells_live_api_processes_from_dead_ones() -> None:
-    with subprocess.Popen(["sleep", "30"]) as live:
-        assert cgroups.owner_alive(f"{live.pid}.job")
-        live.kill()
-        live.wait()
-    assert not cgroups.owner_alive(f"{live.pid}.job")
-    assert not cgroups.owner_alive(f"{os.getpid()}.job")  # only a dead API's leftovers carry our pid
-    assert not cgroups.owner_alive("legacy-name")
+def test_a_frozen_job_gets_no_cpu_until_thawed_and_is_killed_even_when_frozen(hierarchy: Cgroups) -> None:
+    cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS, freezable=True)
+    place = " ".join(f"echo 0 > {path}/cgroup.procs;" for path in cgroup.worker_dirs())
+    with subprocess.Popen(["sh", "-c", f"{place} exec sh -c 'while :; do :; done'"]) as spinner:
+        try:
+            deadline = time.monotonic() + 5
+            while spinner.pid not in cgroup.members():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            cgroup.freeze()
+            time.sleep(0.2)  # freezing completes asynchronously
+            frozen_at = cpu_ticks(spinner.pid)
+            time.sleep(0.5)
+            assert cpu_ticks(spinner.pid) == frozen_at
+            cgroup.thaw()
+            time.sleep(0.3)
+            assert cpu_ticks(spinner.pid) > frozen_at
+            cgroup.freeze()
+            cgroup.remove()
+            assert spinner.wait(timeout=5) == -9
+        finally:
+            spinner.kill()
+    assert cgroup.name not in hierarchy.job_names()
 
 
-def test_sweep_kills_and_removes_a_dead_owners_job_but_spares_a_live_one() -> None:
-    cgroups.prepare_parents()
-    with subprocess.Popen(["sleep", "30"]) as other_api:
-        spared = cgroups.JobCgroup(f"codeapi/{other_api.pid}.{uuid.uuid4().hex[:8]}")
-        orphan = cgroups.JobCgroup(f"codeapi/999999999.{uuid.uuid4().hex[:8]}")
-        for cgroup in (spared, orphan):
-            for controller in cgroups.CONTROLLERS:
-                cgroup.path(controller).mkdir()
-        with subprocess.Popen(["sleep", "30"]) as stray:
-            (orphan.path("pids") / "cgroup.procs").write_text(str(stray.pid))
-            cgroups.sweep_orphans()
+def test_sweep_removes_only_owner_directories_nobody_holds(hierarchy: Cgroups) -> None:
+    # A live instance in another pid namespace cannot be seen by pid: its lock is what spares it.
+    # (Both names carry a pid that is not running here.)
+    live_owner, dead_owner = f"999999998.{uuid.uuid4().hex[:6]}", f"999999999.{uuid.uuid4().hex[:6]}"
+    lock_path = str(hierarchy.parents()[0] / live_owner)
+    with (
+        subprocess.Popen(["python3", "-c", HOLD_LOCK, lock_path], stdout=subprocess.PIPE) as other_api,
+        subprocess.Popen(["sleep", "30"]) as stray,
+    ):
+        try:
+            assert other_api.stdout is not None and other_api.stdout.readline() == b"\n"  # it holds the lock
+            for owner in (live_owner, dead_owner):
+                for parent in hierarchy.parents():
+                    (parent / owner).mkdir(exist_ok=True)
+                    hierarchy.enable_children(parent / owner)
+            spared = hierarchy.create_job(f"{live_owner}/job", LIMITS)
+            orphan = hierarchy.create_job(f"{dead_owner}/job", LIMITS)
+            for path in orphan.worker_dirs():
+                (path / "cgroup.procs").write_text(str(stray.pid))
+            hierarchy.sweep()
             assert stray.wait(timeout=5) == -9
-        assert not orphan.path("pids").exists()
-        assert spared.path("pids").exists()
-        cgroups.remove_job_cgroup(spared)
-        other_api.kill()
+            assert orphan.name not in hierarchy.job_names()
+            assert spared.name in hierarchy.job_names()
+            assert hierarchy.owner in hierarchy.owners()  # our own, held by us
+        finally:
+            other_api.kill()
+    hierarchy.job(live_owner).remove()
+
+
+def test_v2_uses_the_parent_of_its_own_leaf_after_a_restart() -> None:
+    assert base_of("/") == "/"
+    assert base_of("/system.slice/codeapi.service") == "/system.slice/codeapi.service"
+    assert base_of("/system.slice/codeapi.service/api") == "/system.slice/codeapi.service"
+
+
+def test_the_host_hierarchy_is_told_apart_by_the_root(tmp_path: Path) -> None:
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "unified" / "cgroup.controllers").write_text("")
+    assert isinstance(detect_cgroups(tmp_path), CgroupsV1)  # hybrid: the controllers are v1
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    assert isinstance(detect_cgroups(tmp_path), CgroupsV2)
+
+
+def test_v2_reads_one_counter_of_memory_events(tmp_path: Path) -> None:
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n")
+    assert event_count(events, "oom_kill") == 1
+    assert event_count(events, "max") == 12
+    assert event_count(tmp_path / "absent", "oom_kill") == 0

@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 
 from codeapi.sandbox import mounts
-from codeapi.sandbox.cgroups import CGROUP_ROOT, PARENT
 from tests.apiserver import Replica
 from tests.conftest import API_KEY
-from tests.security.conftest import UID_POOL_SIZE, job_dirs, sandbox_processes
+from tests.security.conftest import UID_POOL_SIZE, job_cgroups, job_dirs, sandbox_processes
 
 LIFECYCLE_UID = 44001
 UIDS = range(LIFECYCLE_UID, LIFECYCLE_UID + UID_POOL_SIZE)
@@ -46,15 +45,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 20) ->
         time.sleep(0.1)
 
 
-def cgroups_of(pid: int) -> list[str]:
-    parent = CGROUP_ROOT / "pids" / PARENT
-    return [child.name for child in parent.iterdir() if child.name.startswith(f"{pid}.")]
-
-
 def nothing_left(base_dir: Path, api_pid: int) -> dict[str, list[str]]:
     return {
         "processes": sandbox_processes(UIDS),
-        "cgroups": cgroups_of(api_pid),
+        "cgroups": job_cgroups(api_pid),
         "job dirs": job_dirs(base_dir),
         "mounts": [str(point) for point in mounts.mounts_below(base_dir)],
     }

@@ -23,7 +23,8 @@ import pytest
 
 from codeapi.app import UID_POOL_SIZE
 from codeapi.sandbox import mounts
-from codeapi.sandbox.cgroups import CGROUP_ROOT, CONTROLLERS, PARENT
+from codeapi.sandbox.cgroups import Cgroups
+from codeapi.sandbox.host import detect_cgroups
 from tests.conftest import ClientFactory
 
 HOSTILE_UID = 42001  # a range no other test process uses (they run on the default 1001)
@@ -116,21 +117,31 @@ def read_or_empty(path: Path) -> str:
         return ""
 
 
-def job_cgroups() -> list[str]:
-    """Job cgroups this test process created (named <api pid>.<job id>) in any controller."""
-    prefix = f"{os.getpid()}."
-    found = []
-    for controller in CONTROLLERS:
-        parent = CGROUP_ROOT / controller / PARENT
-        if parent.is_dir():
-            found += [f"{controller}/{child.name}" for child in parent.iterdir() if child.name.startswith(prefix)]
-    return found
+def job_cgroups(pid: int | None = None) -> list[str]:
+    """Job cgroups ("<owner>/<job id>") of the apps in process ``pid`` (this one by default)."""
+    return sorted(name for name in host_cgroups().job_names() if owned_by(name, pid or os.getpid()))
+
+
+def owned_by(name: str, pid: int) -> bool:
+    """Whether a job cgroup belongs to an app in process ``pid`` (owner "<pid>" or "<pid>.<n>")."""
+    return name.partition("/")[0].partition(".")[0] == str(pid)
+
+
+def host_cgroups() -> Cgroups:
+    """The hierarchy the app in this process uses (preparing it again changes nothing)."""
+    hierarchy = detect_cgroups()
+    hierarchy.prepare()
+    return hierarchy
 
 
 def job_dirs(base_dir: Path) -> list[str]:
-    if not base_dir.is_dir():
-        return []
-    return sorted(entry.name for entry in base_dir.iterdir() if entry.name not in (".system", ".uploads"))
+    """Job directories in every instance slot under ``base_dir``."""
+    return sorted(
+        entry.name
+        for slot in base_dir.glob("instance-*")
+        for entry in slot.iterdir()
+        if entry.name not in (".system", ".probe")
+    )
 
 
 async def execute(hostile: Hostile, lang: str, code: str, **extra: Any) -> dict[str, Any]:

@@ -100,7 +100,7 @@ async def test_without_filesystem_isolation_the_service_state_is_hidden(hostile:
     body = await execute(hostile, "bash", f"ls -A {data_dir} {hostile.base_dir}; echo listed")
     assert body["stdout"].strip().splitlines()[-1] == "listed"
     assert "codeapi.db" not in body["stdout"]
-    assert ".system" not in body["stdout"]
+    assert ".system" not in body["stdout"] and "instance-0" not in body["stdout"]
 
 
 async def test_without_filesystem_isolation_uids_still_protect_root_files(hostile: Hostile) -> None:

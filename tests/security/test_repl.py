@@ -9,19 +9,28 @@ them, but only as their two processes (init and worker) each.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from codeapi.execution.warm import RESTARTED_NOTE
-from codeapi.sandbox import cgroups, mounts
+from codeapi.sandbox import mounts
 from tests.conftest import ClientFactory
-from tests.security.conftest import LIMITS, SETTLE_S, UID_POOL_SIZE, Hostile, execute, job_dirs, sandbox_processes
+from tests.security.conftest import (
+    LIMITS,
+    SETTLE_S,
+    UID_POOL_SIZE,
+    Hostile,
+    execute,
+    host_cgroups,
+    job_cgroups,
+    job_dirs,
+    sandbox_processes,
+)
 
 REPL_UID = 46001
-REPL_PROCESSES = 2  # the jail's init (pid 1) and the worker
+REPL_PROCESSES = 3  # nsjail, the jail's init (pid 1) and the worker
 ZYGOTE_WAIT_S = 120
 # Run in a session's own sandbox to undo what a test left there: kill its other processes, reap them.
 REAP = (
@@ -58,15 +67,18 @@ async def wait_for_the_warm_path(hostile: Hostile) -> None:
         await asyncio.sleep(0.5)
 
 
+def is_repl(job_name: str) -> bool:
+    return job_name.partition("/")[2].startswith("repl-")
+
+
 def repl_leftovers(hostile: Hostile) -> dict[str, list[str]]:
     """Anything but idle REPL sandboxes: other job cgroups, extra processes, other directories."""
-    prefix = f"{os.getpid()}."
-    parent = cgroups.CGROUP_ROOT / "pids" / cgroups.PARENT
-    jobs = [child for child in parent.iterdir() if child.name.startswith(prefix)]
-    crowded = [f"{job.name}: {cgroups.members(job)}" for job in jobs if len(cgroups.members(job)) > REPL_PROCESSES]
-    in_repl = {pid for job in jobs if job.name.startswith(f"{prefix}repl-") for pid in cgroups.members(job)}
+    hierarchy = host_cgroups()
+    jobs = [hierarchy.job(name) for name in job_cgroups()]
+    crowded = [f"{job.name}: {job.members()}" for job in jobs if len(job.members()) > REPL_PROCESSES]
+    in_repl = {pid for job in jobs if is_repl(job.name) for pid in job.members()}
     return {
-        "not a REPL sandbox": [job.name for job in jobs if not job.name.startswith(f"{prefix}repl-")],
+        "not a REPL sandbox": [job.name for job in jobs if not is_repl(job.name)],
         "extra processes in a REPL sandbox": crowded,
         "processes outside REPL sandboxes": [
             entry for entry in sandbox_processes(hostile.uids) if int(entry.split(":")[0]) not in in_repl
@@ -311,3 +323,11 @@ async def test_repl_the_jails_init_and_the_worker_memory_cannot_be_read(hostile:
     # A child started from a program file (sleep) is the user's own program: readable, as anywhere.
     body = await execute(hostile, "py", PROBE_MEMORY)
     assert body["stdout"].split() == ["PermissionError", "PermissionError", "readable", "PermissionError"]
+
+
+async def test_repl_worker_sees_itself_at_the_root_of_every_cgroup_hierarchy(hostile: Hostile) -> None:
+    # Expected: the worker joined the jail's cgroup namespace, made at the job's cgroup: no API pid,
+    # no job id, no host path in /proc/self/cgroup.
+    body = await execute(hostile, "py", "print(open('/proc/self/cgroup').read())")
+    lines = body["stdout"].strip().splitlines()
+    assert lines and all(line.split(":", 2)[2] == "/" for line in lines), lines
