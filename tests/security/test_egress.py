@@ -142,8 +142,11 @@ async def test_npm_install_from_the_registry_then_require_in_the_same_run(hostil
         "const { execFileSync } = require('child_process');\n"
         "const path = require('path');\n"
         "const npm = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');\n"
+        # A project of its own: without a package.json, npm would take the toolbox's read-only
+        # /node_modules for the project's and install there.
+        "require('fs').writeFileSync('/tmp/package.json', '{}');\n"
         "execFileSync(process.execPath, [npm, 'install', '--silent', '--no-audit', '--no-fund', 'is-number@7'],"
-        " { cwd: '/tmp', env: { ...process.env, npm_config_cache: '/tmp/npm-cache' } });\n"
+        " { cwd: '/tmp' });\n"
         "const isNumber = require('/tmp/node_modules/is-number');\n"
         "console.log(isNumber(42), isNumber('x'));\n"
     )
