@@ -15,6 +15,10 @@ FROM ${BASE_IMAGE}
 ARG EXTRA_CA_CERTS=""
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then mkdir -p /usr/local/share/ca-certificates \
     && printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/build-extra.crt; fi
+# apt in the image: no recommended packages (they double its size: GDAL for ggplot2's sf, R's HTML
+# manuals, X11 tools), and dpkg without fsync (a lost build is simply rebuilt).
+RUN echo 'APT::Install-Recommends "false";' > /etc/apt/apt.conf.d/90codeapi-no-recommends \
+    && echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/90codeapi-unsafe-io
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 WORKDIR /app
