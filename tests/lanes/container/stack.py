@@ -71,10 +71,11 @@ def ensure_base_image() -> None:
 
 
 def extra_ca_certificates() -> str:
-    """The host's own extra CA certificates (e.g. a TLS-intercepting proxy's), for the image build."""
+    """The host's own extra CA certificates (e.g. a TLS-intercepting proxy's), for the image build;
+    as `$(cat /usr/local/share/ca-certificates/*.crt)` gives them, so a build by hand shares the cache."""
     if not EXTRA_CA_DIR.is_dir():
         return ""
-    return "".join(path.read_text() for path in sorted(EXTRA_CA_DIR.glob("*.crt")))
+    return "".join(path.read_text() for path in sorted(EXTRA_CA_DIR.glob("*.crt"))).rstrip("\n")
 
 
 class ComposeStack:

@@ -3,7 +3,9 @@ serves LibreChat's flow, bounds every sandbox, and `docker compose down` leaves 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,6 +76,33 @@ def test_a_fork_bomb_is_contained_and_the_service_stays_healthy(api: httpx.Clien
     body = run(api, "bash", "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived")
     assert "fork" in body["stderr"].lower() or "Resource temporarily unavailable" in body["stderr"]
     assert run(api, "bash", "echo healthy")["stdout"] == "healthy\n"
+
+
+def test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own(api: httpx.Client, stack: ComposeStack) -> None:
+    """So the container's own limits (mem_limit, pids_limit, cpus) bound every sandbox as well."""
+    container_id = stack.compose("ps", "--quiet", "api").stdout.strip()
+    marker = b"sleep\x0017.31\x00"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        job = pool.submit(run, api, "bash", "sleep 17.31")
+        placements = wait_for_cgroups_of(marker)
+        job.result()
+    assert placements, "the sandboxed sleep was never seen on the host"
+    assert all(container_id in line for line in placements), placements
+
+
+def wait_for_cgroups_of(cmdline: bytes, timeout_s: float = 15) -> list[str]:
+    """The memory (v1) or unified (v2) cgroup lines of the host process whose command line is ``cmdline``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and (proc / "cmdline").read_bytes() == cmdline:
+                    lines = (proc / "cgroup").read_text().splitlines()
+                    return [line for line in lines if ":memory:" in line or line.startswith("0::")]
+            except OSError:
+                continue
+        time.sleep(0.2)
+    return []
 
 
 def test_compose_down_leaves_no_container_network_or_volume(stack: ComposeStack) -> None:
