@@ -8,7 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.lanes.container.stack import ComposeStack, ensure_base_image, ensure_dockerd, require_tools
+from tests.lanes.container.stack import (
+    ComposeStack,
+    ensure_base_image,
+    ensure_dockerd,
+    remove_stale_stacks,
+    require_tools,
+)
 
 # Small limits so the bombs hit them quickly; the container itself has none, so only the job cgroups bound them.
 LANE_SETTINGS = {"MAX_MEMORY_MB": "256", "MAX_PROCESSES": "64", "MAX_EXECUTION_TIME": "60", "LOG_LEVEL": "WARNING"}
@@ -20,6 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     require_tools()
     ensure_dockerd(Path("/var/log/codeapi-lane-dockerd.log"))
     ensure_base_image()
+    remove_stale_stacks()
     compose = ComposeStack(workdir, LANE_SETTINGS)
     compose.build()
     try:

@@ -78,10 +78,35 @@ def extra_ca_certificates() -> str:
     return "".join(path.read_text() for path in sorted(EXTRA_CA_DIR.glob("*.crt"))).rstrip("\n")
 
 
+LANE_PREFIX = "codeapi-lane-"
+REMOVERS = {"containers": ["rm", "--force"], "networks": ["network", "rm"], "volumes": ["volume", "rm"]}
+
+
+def project_resources(project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes labelled with a compose project."""
+    label = f"label=com.docker.compose.project={project}"
+    return {
+        "containers": sh(["docker", "ps", "--all", "--quiet", "--filter", label]).stdout.split(),
+        "networks": sh(["docker", "network", "ls", "--quiet", "--filter", label]).stdout.split(),
+        "volumes": sh(["docker", "volume", "ls", "--quiet", "--filter", label]).stdout.split(),
+    }
+
+
+def remove_stale_stacks() -> None:
+    """Remove what a lane run that died before its teardown left (its project names its pid)."""
+    listing = sh(["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}']).stdout
+    for project in set(listing.split()):
+        owner = project.removeprefix(LANE_PREFIX)
+        if project.startswith(LANE_PREFIX) and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            for kind, ids in project_resources(project).items():
+                if ids:
+                    sh(["docker", *REMOVERS[kind], *ids])
+
+
 class ComposeStack:
     def __init__(self, workdir: Path, settings: dict[str, str]) -> None:
         self.workdir = workdir
-        self.project = f"codeapi-lane-{os.getpid()}"
+        self.project = f"{LANE_PREFIX}{os.getpid()}"
         self.port = free_port()
         self.api_key = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -137,13 +162,4 @@ class ComposeStack:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20")
 
     def leftovers(self) -> dict[str, list[str]]:
-        """Containers, networks and volumes still labelled with this project."""
-        label = f"label=com.docker.compose.project={self.project}"
-        found: dict[str, list[str]] = {}
-        for kind, listing in (
-            ("containers", ["docker", "ps", "--all", "--quiet", "--filter", label]),
-            ("networks", ["docker", "network", "ls", "--quiet", "--filter", label]),
-            ("volumes", ["docker", "volume", "ls", "--quiet", "--filter", label]),
-        ):
-            found[kind] = sh(listing).stdout.split()
-        return found
+        return project_resources(self.project)
