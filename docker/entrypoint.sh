@@ -8,8 +8,10 @@ set -euo pipefail
 # container's limits bound every sandbox and no other container's jobs are visible. Remounting a
 # mount read-write needs CAP_SYS_ADMIN (and no AppArmor mount rule in the way).
 while read -r target options; do
-  if [[ ",$options," == *,ro,* ]]; then
-    mount -o remount,bind,rw "$target"
+  if [[ ",$options," == *,ro,* ]] && ! mount -o remount,bind,rw "$target"; then
+    echo "codeapi: cannot make the cgroup mount $target writable; the container needs cap_add SYS_ADMIN" \
+      "and security_opt apparmor=unconfined (docker-compose.yml, docs/deployment.md)" >&2
+    exit 1
   fi
 done < <(findmnt -rn -t cgroup,cgroup2 -o TARGET,OPTIONS)
 
