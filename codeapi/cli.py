@@ -49,7 +49,7 @@ def serve(args: argparse.Namespace) -> int:
         "codeapi.cli:build_app",
         factory=True,
         host=args.host or settings.api.host,
-        port=args.port or settings.api.port,
+        port=args.port or settings.api.listen_port or settings.api.port,
         reload=settings.api.reload,
         log_config=None,
         access_log=settings.logging.enable_access_logs,

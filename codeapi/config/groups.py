@@ -63,6 +63,8 @@ class ApiSettings(Group):
     model_config = shared_config("API_")
 
     port: int = Field(8000, ge=1, le=65535, validation_alias=alias("PORT"))
+    # Where the API listens when that is not PORT: in the container PORT is the host port compose publishes.
+    listen_port: int | None = Field(None, ge=1, le=65535, validation_alias=alias("API_PORT"))
     host: str = "0.0.0.0"
     debug: bool = False
     reload: bool = False

@@ -1,0 +1,42 @@
+"""Session fixtures of the container lane: one compose stack for the whole module, torn down at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.lanes.container.stack import (
+    ComposeStack,
+    ensure_base_image,
+    ensure_dockerd,
+    remove_stale_stacks,
+    require_tools,
+)
+
+# Small limits so the bombs hit them quickly; the container itself has none, so only the job cgroups bound them.
+LANE_SETTINGS = {"MAX_MEMORY_MB": "256", "MAX_PROCESSES": "64", "MAX_EXECUTION_TIME": "60", "LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    workdir = tmp_path_factory.mktemp("container-lane")
+    require_tools()
+    ensure_dockerd(Path("/var/log/codeapi-lane-dockerd.log"))
+    ensure_base_image()
+    remove_stale_stacks()
+    compose = ComposeStack(workdir, LANE_SETTINGS)
+    compose.build()
+    try:
+        compose.up()
+        yield compose
+    finally:
+        compose.down()
+
+
+@pytest.fixture(scope="session")
+def api(stack: ComposeStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, headers={"x-api-key": stack.api_key}, timeout=180) as client:
+        yield client
