@@ -10,19 +10,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.lanes.cgroup_v2.guest import API_KEY, INSTALL_TIMEOUT_S, README_COMMAND, Guest
+from tests.conftest import run
+from tests.lanes.cgroup_v2.guest import API_KEY, INSTALL_TIMEOUT_S, README_COMMAND, Guest, Leftovers
 
 SETTLE_S = 10.0  # kills and cleanups take longer under software emulation
+WARM_PATH_TIMEOUT_S = 600.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cgroup_v2: runs in the cgroup-v2 guest (QEMU); deselect with -m 'not cgroup_v2'"
     )
+
+
+@dataclass
+class Service:
+    """The service in the guest: its forwarded URL, and what it holds when idle (warm path up)."""
+
+    url: str
+    idle: Leftovers | None = None
 
 
 @pytest.fixture(scope="session")
@@ -34,25 +45,37 @@ def guest() -> Iterator[Guest]:
 
 
 @pytest.fixture(scope="session")
-def api_url(guest: Guest) -> str:
-    """The README's first command, run natively in the guest; the URL of its forwarded API port."""
+def service(guest: Guest) -> Service:
+    """The README's first command, run natively in the guest."""
     url = guest.api_url()
     guest.start_service(README_COMMAND)
     guest.wait_ready(url, INSTALL_TIMEOUT_S)
-    return url
+    return Service(url)
 
 
 @pytest.fixture(scope="session")
-async def api(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, headers={"x-api-key": API_KEY}, timeout=600) as client:
+async def api(guest: Guest, service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.url, headers={"x-api-key": API_KEY}, timeout=600) as client:
+        await settle_idle(guest, service, client)
         yield client
 
 
-async def assert_nothing_beyond_warm_sandboxes(guest: Guest) -> None:
-    """Polled: a kill or a cgroup removal in the guest takes a moment to settle."""
+async def settle_idle(guest: Guest, service: Service, client: httpx.AsyncClient) -> None:
+    """Waits for the warm Python path (until the zygote is up, Python runs one-shot as its jail's pid 1)
+    and notes what the idle service holds."""
+    deadline = time.monotonic() + WARM_PATH_TIMEOUT_S
+    while (await run(client, "py", "import os\nprint(os.getpid())"))["stdout"] == "1\n":
+        assert time.monotonic() < deadline, "the warm Python path never came up"
+        await asyncio.sleep(2)
+    service.idle = await asyncio.to_thread(guest.leftovers)
+
+
+async def assert_contained(guest: Guest, service: Service) -> None:
+    """Nothing beyond the idle service and its warm sandboxes; polled, as kills take a moment to settle."""
+    assert service.idle is not None
     deadline = time.monotonic() + SETTLE_S
     while True:
-        left = (await asyncio.to_thread(guest.leftovers)).beyond_warm_sandboxes()
+        left = (await asyncio.to_thread(guest.leftovers)).since(service.idle)
         if not any(left.values()) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1)
@@ -60,8 +83,8 @@ async def assert_nothing_beyond_warm_sandboxes(guest: Guest) -> None:
 
 
 @pytest.fixture
-async def contained(guest: Guest, api: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+async def contained(guest: Guest, service: Service, api: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
     """The API, and after the test: it still answers and no job left a cgroup, process, directory or mount."""
     yield api
     assert (await api.get("/health")).status_code == 200
-    await assert_nothing_beyond_warm_sandboxes(guest)
+    await assert_contained(guest, service)

@@ -24,7 +24,8 @@ UNIT = "codeapi"
 PROJECT = "/srv/codeapi"
 API_KEY = "cgroup-v2-lane-key-0123456789"
 SANDBOX_UID = 1001
-UID_POOL_SIZE = 64
+# Sandbox uids of any API instance on the guest (several instances take 64 each from SANDBOX_UID on).
+SANDBOX_UIDS = 16 * 64
 SANDBOX_BASE_DIR = "/var/lib/code-interpreter/sandboxes"
 # Limits small enough that every bomb ends quickly under software emulation; time is generous because
 # everything in the guest runs 10-30x slower than on the host.
@@ -44,7 +45,8 @@ INSTALL_TIMEOUT_S = 40 * 60
 CHECKOUT = os.environ.get("CGROUP_V2_LANE_CHECKOUT", "")
 RESTART_TIMEOUT_S = 10 * 60
 
-# Runs in the guest: everything of the service's that could outlive a run, as JSON.
+# Runs in the guest: everything of the service's that could outlive a run, as JSON. Job directories
+# are the entries of SANDBOX_BASE_DIR, or of an instance's slot directory in it (instance-<n>).
 LEFTOVERS = r"""
 import json, os, subprocess, sys
 uid_low, uid_count, base_dir, unit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -65,50 +67,55 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         continue
     uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
     if uid_low <= uid < uid_low + uid_count:
-        processes.append({"pid": int(pid), "cgroup": cgroup, "command": command})
-job_dirs = sorted(os.listdir(base_dir)) if os.path.isdir(base_dir) else []
+        processes.append(f"{pid} {command!r} in {cgroup}")
+job_dirs = []
+for entry in sorted(os.listdir(base_dir)) if os.path.isdir(base_dir) else []:
+    if entry.startswith("."):
+        continue
+    if entry.startswith("instance-"):
+        job_dirs += [f"{entry}/{job}" for job in sorted(os.listdir(os.path.join(base_dir, entry))) if not job.startswith(".")]
+    else:
+        job_dirs.append(entry)
 mounts = [line.split()[1] for line in open("/proc/mounts") if line.split()[1].startswith(base_dir + "/")]
-print(json.dumps({"unit_cgroup": group, "cgroups": cgroups, "processes": processes,
-                  "job_dirs": [d for d in job_dirs if d not in (".system", ".uploads")], "mounts": mounts}))
+print(json.dumps({"unit_cgroup": group, "cgroups": cgroups, "processes": processes, "job_dirs": job_dirs,
+                  "mounts": mounts}))
 """
+WARM = ("repl-", "zygote")  # warm Python sandboxes and their zygote stay up between calls by design
+
+
+def warm(name: str) -> bool:
+    return any(marker in name for marker in WARM)
 
 
 @dataclass
 class Leftovers:
     unit_cgroup: str
-    cgroups: dict[str, int]  # path below the unit's cgroup -> number of processes in it
-    processes: list[dict[str, object]]  # processes with a sandbox uid
+    cgroups: dict[str, int]  # path below the service unit's cgroup -> number of processes in it
+    processes: list[str]  # processes with a sandbox uid: "pid 'command' in cgroup"
     job_dirs: list[str]
     mounts: list[str]
 
-    def beyond_warm_sandboxes(self) -> dict[str, list[str]]:
-        """Anything but the API itself and idle warm Python (REPL) sandboxes, which stay up by design."""
-        repl_cgroups = {path for path in self.cgroups if "repl-" in path.rsplit("/", 1)[-1]}
+    def since(self, idle: Leftovers) -> dict[str, list[str]]:
+        """What is here now and was not when the service was idle, but for warm sandboxes (which come
+        and go: one is handed to a session and another warmed), each still holding only its init and
+        worker."""
         return {
-            "job cgroups": [
-                path
-                for path in self.cgroups
-                if path not in repl_cgroups and self.cgroups[path] == 0 and not self.has_children(path)
+            "job cgroups": [path for path in self.cgroups if path not in idle.cgroups and not warm(path)],
+            "crowded warm sandboxes": [
+                path for path, count in self.cgroups.items() if "repl-" in path.rsplit("/", 1)[-1] and count > 2
             ],
-            "crowded warm sandboxes": [path for path in repl_cgroups if self.cgroups[path] > 2],
             "sandbox processes outside warm sandboxes": [
-                f"{proc['pid']} {proc['command']!r} in {proc['cgroup']}"
-                for proc in self.processes
-                if "repl-" not in str(proc["cgroup"])
+                entry for entry in self.processes if not warm(entry.rsplit(" in ", 1)[-1])
             ],
-            "job dirs": [name for name in self.job_dirs if not name.startswith("repl-")],
-            "mounts": [point for point in self.mounts if "/repl-" not in point],
+            "job dirs": [name for name in self.job_dirs if name not in idle.job_dirs and not warm(name)],
+            "mounts": [point for point in self.mounts if point not in idle.mounts and not warm(point)],
         }
-
-    def has_children(self, path: str) -> bool:
-        prefix = "" if path == "." else path + "/"
-        return any(other != path and other.startswith(prefix) for other in self.cgroups)
 
     def anything(self) -> dict[str, list[str]]:
         """Everything at all: what must be gone once the service has stopped."""
         return {
-            "unit cgroups": sorted(self.cgroups),
-            "sandbox processes": [f"{proc['pid']} {proc['command']!r}" for proc in self.processes],
+            "service cgroups": sorted(self.cgroups),
+            "sandbox processes": self.processes,
             "job dirs": self.job_dirs,
             "mounts": self.mounts,
         }
@@ -188,7 +195,7 @@ class Guest:
 
     def leftovers(self) -> Leftovers:
         result = self.ssh(
-            f"python3 - {SANDBOX_UID} {UID_POOL_SIZE} {SANDBOX_BASE_DIR} {UNIT}", stdin=LEFTOVERS, timeout=120
+            f"python3 - {SANDBOX_UID} {SANDBOX_UIDS} {SANDBOX_BASE_DIR} {UNIT}", stdin=LEFTOVERS, timeout=120
         )
         if result.returncode != 0:
             raise RuntimeError(f"reading leftovers in the guest failed: {result.stderr}")

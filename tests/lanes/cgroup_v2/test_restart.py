@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import run
-from tests.lanes.cgroup_v2.conftest import SETTLE_S, assert_nothing_beyond_warm_sandboxes
+from tests.lanes.cgroup_v2.conftest import SETTLE_S, Service, assert_contained, settle_idle
 from tests.lanes.cgroup_v2.guest import RESTART_TIMEOUT_S, SERVE_COMMAND, Guest
 
 pytestmark = pytest.mark.cgroup_v2
@@ -33,13 +33,14 @@ async def test_a_stopped_service_leaves_no_cgroup_process_directory_or_mount(
 
 
 async def test_a_restarted_service_runs_jobs_and_leaves_nothing_behind(
-    guest: Guest, api_url: str, api: httpx.AsyncClient
+    guest: Guest, service: Service, api: httpx.AsyncClient
 ) -> None:
     await asyncio.to_thread(guest.start_service, SERVE_COMMAND)
-    await asyncio.to_thread(guest.wait_ready, api_url, RESTART_TIMEOUT_S)
+    await asyncio.to_thread(guest.wait_ready, service.url, RESTART_TIMEOUT_S)
+    await settle_idle(guest, service, api)
     body = await run(api, "bash", "echo after restart")
     assert body["stdout"] == "after restart\n", body
     state = await run(api, "py", "value = 6 * 7")
     again = await run(api, "py", "print(value)", session_id=state["session_id"])
     assert again["stdout"] == "42\n", again
-    await assert_nothing_beyond_warm_sandboxes(guest)
+    await assert_contained(guest, service)
