@@ -1,5 +1,6 @@
-"""The cgroup-v2 lane: one guest booted per test session, the service installed and started in it the
-README's way, and the LibreChat flow driven from the host over a 127.0.0.1 port forward.
+"""The cgroup-v2 lane: one guest booted for the lane (stopped when the lane ends, not with the session),
+the service installed and started in it the README's way, and the LibreChat flow driven from the host
+over a 127.0.0.1 port forward.
 
 Deselect with ``-m "not cgroup_v2"``. The first run builds the guest's image (cached in
 /var/cache/codeapi-guest; see docs/cgroup-v2-lane.md for the times).
@@ -36,7 +37,7 @@ class Service:
     idle: Leftovers | None = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def guest() -> Iterator[Guest]:
     machine = Guest()
     machine.start()
@@ -44,7 +45,7 @@ def guest() -> Iterator[Guest]:
     machine.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(guest: Guest) -> Service:
     """The README's first command, run natively in the guest."""
     url = guest.api_url()
@@ -53,7 +54,7 @@ def service(guest: Guest) -> Service:
     return Service(url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def api(guest: Guest, service: Service) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service.url, headers={"x-api-key": API_KEY}, timeout=600) as client:
         await settle_idle(guest, service, client)

@@ -81,6 +81,7 @@ print(json.dumps({"unit_cgroup": group, "cgroups": cgroups, "processes": process
                   "mounts": mounts}))
 """
 WARM = ("repl-", "zygote")  # warm Python sandboxes and their zygote stay up between calls by design
+WARM_PROCESSES = 2  # an idle warm sandbox runs its init (catatonit) and the worker as its sandbox uid
 
 
 def warm(name: str) -> bool:
@@ -97,19 +98,23 @@ class Leftovers:
 
     def since(self, idle: Leftovers) -> dict[str, list[str]]:
         """What is here now and was not when the service was idle, but for warm sandboxes (which come
-        and go: one is handed to a session and another warmed), each still holding only its init and
-        worker."""
+        and go: one is handed to a session and another warmed), each still running only its init and
+        worker as the sandbox's uid."""
         return {
             "job cgroups": [path for path in self.cgroups if path not in idle.cgroups and not warm(path)],
-            "crowded warm sandboxes": [
-                path for path, count in self.cgroups.items() if "repl-" in path.rsplit("/", 1)[-1] and count > 2
-            ],
+            "crowded warm sandboxes": sorted(
+                {cgroup for cgroup in self.sandbox_cgroups() if self.sandbox_cgroups().count(cgroup) > WARM_PROCESSES}
+            ),
             "sandbox processes outside warm sandboxes": [
                 entry for entry in self.processes if not warm(entry.rsplit(" in ", 1)[-1])
             ],
             "job dirs": [name for name in self.job_dirs if name not in idle.job_dirs and not warm(name)],
             "mounts": [point for point in self.mounts if point not in idle.mounts and not warm(point)],
         }
+
+    def sandbox_cgroups(self) -> list[str]:
+        """The cgroup of each process with a sandbox uid."""
+        return [entry.rsplit(" in ", 1)[-1] for entry in self.processes]
 
     def anything(self) -> dict[str, list[str]]:
         """Everything at all: what must be gone once the service has stopped."""
