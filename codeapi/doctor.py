@@ -69,7 +69,7 @@ def check_cgroups(settings: Settings) -> Finding:
             "with a private cgroup namespace)",
             fatal=isolated,
         )
-    return Finding("cgroups", True, f"cgroup {hierarchy.version}: memory, pids and cpu available")
+    return Finding("cgroups", True, f"{hierarchy.version}: memory, pids and cpu available")
 
 
 def check_user_namespaces() -> Finding:

@@ -107,8 +107,13 @@ async def test_a_call_that_differs_on_replay_is_asked_for_again(
 
 
 def ptc_sandboxes(root: Path) -> set[str]:
-    """One-shot job directories of a replica (its warm REPL sandboxes and own files aside)."""
-    return {entry.name for entry in (root / "sandboxes").iterdir() if not entry.name.startswith(("repl-", "."))}
+    """One-shot job directories of a replica, in its instance slot (its warm REPL sandboxes and own files aside)."""
+    return {
+        entry.name
+        for slot in (root / "sandboxes").glob("instance-*")
+        for entry in slot.iterdir()
+        if not entry.name.startswith(("repl-", "."))
+    }
 
 
 async def test_a_replica_stops_its_paused_sandbox_once_another_took_the_program_over(
