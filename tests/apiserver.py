@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -61,3 +63,25 @@ class Replica:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+@contextmanager
+def serving(*replicas: Replica) -> Iterator[tuple[Replica, ...]]:
+    """The replicas once each answers; all stopped afterwards, whatever happened."""
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+        yield replicas
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+@asynccontextmanager
+async def clients_of(first: Replica, second: Replica) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    headers = {"x-api-key": API_KEY}
+    async with (
+        httpx.AsyncClient(base_url=first.url, headers=headers, timeout=60) as first_client,
+        httpx.AsyncClient(base_url=second.url, headers=headers, timeout=60) as second_client,
+    ):
+        yield first_client, second_client

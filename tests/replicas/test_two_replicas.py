@@ -10,37 +10,27 @@ import httpx
 import pytest
 
 from bench.backends import SeaweedServer
-from tests.apiserver import Replica
-from tests.conftest import API_KEY, shared_backend
+from tests.apiserver import Replica, clients_of, serving
+from tests.conftest import shared_backend
 
 REPLICA_REDIS_DB = 10
-SECOND_REPLICA_UID = 1001 + 64
 WARM_PATH_WAIT_S = 120
 
 
 @pytest.fixture(scope="module")
 def replicas(test_root: Path, api_seaweed: SeaweedServer) -> Iterator[tuple[Replica, Replica]]:
     backend = shared_backend(api_seaweed, redis_db=REPLICA_REDIS_DB)
-    first = Replica(test_root / "replica-a", backend)
-    # Two API processes on one host need their own sandbox uid ranges (README).
-    second = Replica(test_root / "replica-b", {**backend, "SANDBOX_UID": SECOND_REPLICA_UID})
-    try:
-        first.wait_ready()
-        second.wait_ready()
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
+    # One SANDBOX_BASE_DIR for both, as on a host running two API processes with the same settings:
+    # each locks an instance slot of its own there (uids, job directories), nothing set by hand.
+    shared = {**backend, "SANDBOX_BASE_DIR": str(test_root / "replicas-sandboxes"), "SANDBOX_UID": 1001 + 256}
+    with serving(Replica(test_root / "replica-a", shared), Replica(test_root / "replica-b", shared)) as (a, b):
+        yield a, b
 
 
 @pytest.fixture
 async def clients(replicas: tuple[Replica, Replica]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    headers = {"x-api-key": API_KEY}
-    async with (
-        httpx.AsyncClient(base_url=replicas[0].url, headers=headers, timeout=60) as first,
-        httpx.AsyncClient(base_url=replicas[1].url, headers=headers, timeout=60) as second,
-    ):
-        yield first, second
+    async with clients_of(*replicas) as both:
+        yield both
 
 
 async def test_replicas_report_shared_backends(clients: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from bench.backends import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE_IMAGE = "codeapi-base:bookworm"
