@@ -147,7 +147,12 @@ class LiveRun:
             raise
         finally:
             channel.cancel()
-            self.host_end.close()
+            if self.writer is not None:
+                # The channel's transport owns host_end's descriptor: closing the socket too would
+                # close that number twice, the second time under whatever reused it meanwhile.
+                self.writer.close()
+            else:
+                self.host_end.close()
             self.sandbox_end.close()
 
     @staticmethod

@@ -73,9 +73,14 @@ class V1JobCgroup(JobCgroup):
             (self.path(FREEZER) / "freezer.state").write_text("FROZEN")
 
     def thaw(self) -> None:
-        if FREEZER in self.controllers:
+        """This cgroup and every one below it, top down: a v1 child frozen by itself stays frozen when
+        only its parent thaws (an instance's owner directory whose process died with kept sandboxes)."""
+        if FREEZER not in self.controllers:
+            return
+        top = self.path(FREEZER)
+        for state in sorted(top.rglob("freezer.state"), key=lambda path: len(path.parts)):
             with contextlib.suppress(FileNotFoundError):
-                (self.path(FREEZER) / "freezer.state").write_text("THAWED")
+                state.write_text("THAWED")
 
     def kill(self) -> None:
         if FREEZER in self.controllers:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,12 +16,6 @@ from tests.programmatic.conftest import answer, start
 
 FIRST_UID = 1001 + 128 * 8  # a range of their own: the in-process apps of other tests use 1001
 PTC_SANDBOXES = "ptc-sandboxes"
-# Measured: on Debian 12's CPython 3.11.2 (what scripts/install gives the API) a program continued on
-# the other replica leaves that replica unresponsive to the next requests; on 3.11.7 all pass. Not
-# understood yet (issue 12's closing note): the cross-replica round trips are skipped there, loudly.
-OLD_PYTHON = pytest.mark.skipif(
-    sys.version_info < (3, 11, 7), reason="cross-replica PTC continuation hangs on CPython < 3.11.7 (issue 12)"
-)
 PTC_REDIS_DB = 11
 
 
@@ -72,7 +65,6 @@ async def test_rounds_alternate_between_replicas_and_the_output_is_one_runs(
     assert download.text == "Paris,Rome,Oslo"
 
 
-@OLD_PYTHON
 async def test_a_bash_program_continues_on_the_other_replica(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
@@ -85,7 +77,6 @@ async def test_a_bash_program_continues_on_the_other_replica(
     assert reply["stdout"] == '{"city":"A","temp":20} {"city":"B","temp":20}\n'
 
 
-@OLD_PYTHON
 async def test_a_token_used_on_one_replica_is_spent_on_the_other(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
@@ -95,7 +86,6 @@ async def test_a_token_used_on_one_replica_is_spent_on_the_other(
     assert await answer(second, reply) == {"status": "error", "error": "Invalid or expired continuation token"}
 
 
-@OLD_PYTHON
 async def test_a_call_that_differs_on_replay_is_asked_for_again(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
@@ -114,7 +104,6 @@ def ptc_sandboxes(slot: Path) -> set[str]:
     return {entry.name for entry in slot.iterdir() if not entry.name.startswith(("repl-", "."))}
 
 
-@OLD_PYTHON
 async def test_a_replica_stops_its_paused_sandbox_once_another_took_the_program_over(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient], test_root: Path
 ) -> None:
