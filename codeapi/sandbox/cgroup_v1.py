@@ -70,7 +70,9 @@ class V1JobCgroup(JobCgroup):
 
     def freeze(self) -> None:
         if FREEZER in self.controllers:
-            (self.path(FREEZER) / "freezer.state").write_text("FROZEN")
+            # Missing: a dead instance's directory half removed already; nothing in it can run.
+            with contextlib.suppress(FileNotFoundError):
+                (self.path(FREEZER) / "freezer.state").write_text("FROZEN")
 
     def thaw(self) -> None:
         """This cgroup and every one below it, top down: a v1 child frozen by itself stays frozen when
