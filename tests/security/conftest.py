@@ -82,7 +82,7 @@ async def assert_contained(hostile: Hostile) -> None:
     while True:
         leftovers = {
             "processes": sandbox_processes(hostile.uids),
-            "cgroups": job_cgroups(),
+            "cgroups": app_job_cgroups(hostile),
             "job dirs": job_dirs(hostile.base_dir),
             "mounts": [str(point) for point in mounts.mounts_below(hostile.base_dir)],
         }
@@ -120,6 +120,14 @@ def read_or_empty(path: Path) -> str:
 def job_cgroups(pid: int | None = None) -> list[str]:
     """Job cgroups ("<owner>/<job id>") of the apps in process ``pid`` (this one by default)."""
     return sorted(name for name in host_cgroups().job_names() if owned_by(name, pid or os.getpid()))
+
+
+def app_job_cgroups(hostile: Hostile) -> list[str]:
+    """Job cgroups of the hostile app itself: other apps of this test process (a shared client's warm
+    Python sandboxes) keep theirs, under owner directories of their own."""
+    app = hostile.client._transport.app  # type: ignore[attr-defined]
+    owner = app.state.components.executions.programs.runner.cgroups.owner
+    return sorted(name for name in host_cgroups().job_names() if name.startswith(f"{owner}/"))
 
 
 def owned_by(name: str, pid: int) -> bool:
