@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Any
 import structlog
 
 from codeapi.egress import skilldeps
-from codeapi.egress.allowlist import Allowlist
 from codeapi.egress.netns import SandboxNetwork, create_sandbox_network
 
 logger = structlog.get_logger(__name__)
@@ -74,13 +72,11 @@ def network_env(gateway: EgressGateway | None) -> dict[str, str]:
 
 class EgressGateway:
     def __init__(self, policy: EgressPolicy, skill_deps: skilldeps.SkillDeps) -> None:
-        Allowlist.build(policy.allowlist)  # a bad entry fails at start-up, not in the proxy
         self.policy = policy
         self.skill_deps = skill_deps
         self.process: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
         self.restarts = 0
-        self.started_at: float | None = None
         self.supervisor: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
 
@@ -107,7 +103,6 @@ class EgressGateway:
             proxy_end.close()
         api_end.settimeout(1.0)
         self.control = api_end
-        self.started_at = time.monotonic()
 
     async def supervise(self) -> None:
         """Log the proxy's events; start it again when it exits."""

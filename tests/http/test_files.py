@@ -227,18 +227,23 @@ kept = 1
 """
 
 
-async def test_a_read_only_file_rewritten_in_place_is_served_as_uploaded_next_time(client: httpx.AsyncClient) -> None:
-    """Same size, mtime put back: a kept Python sandbox must still not serve the tampered copy."""
-    await wait_until_warm(client)
+async def upload_read_only_skill(client: httpx.AsyncClient) -> dict[str, str]:
+    """A LibreChat skill file (read_only batch upload) and the reference a run mounts it by."""
     files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
     skill = (
         await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
     ).json()
-    ref = {
+    return {
         "id": skill["files"][0]["fileId"],
         "storage_session_id": skill["storage_session_id"],
         "name": "skills/demo/SKILL.md",
     }
+
+
+async def test_a_read_only_file_rewritten_in_place_is_served_as_uploaded_next_time(client: httpx.AsyncClient) -> None:
+    """Same size, mtime put back: a kept Python sandbox must still not serve the tampered copy."""
+    await wait_until_warm(client)
+    ref = await upload_read_only_skill(client)
     first = await run(client, "py", TAMPER_IN_PLACE, files=[ref])
     assert [item.get("inherited") for item in first["files"]] == [True]
 
@@ -253,15 +258,7 @@ async def test_an_untouched_read_only_file_lets_the_kept_sandbox_serve_the_next_
     """Its content still matches what was staged, so the session's live interpreter is reused:
     a lock (which no saved state can carry) is still there."""
     await wait_until_warm(client)
-    files = [("file", ("skills/demo/SKILL.md", b"# demo\n"))]
-    skill = (
-        await client.post("/upload/batch", files=files, data={"kind": "skill", "id": "s1", "read_only": "true"})
-    ).json()
-    ref = {
-        "id": skill["files"][0]["fileId"],
-        "storage_session_id": skill["storage_session_id"],
-        "name": "skills/demo/SKILL.md",
-    }
+    ref = await upload_read_only_skill(client)
     first = await run(client, "py", "import threading\nlive = threading.Lock()", files=[ref])
 
     second = await run(
