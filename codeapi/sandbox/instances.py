@@ -8,6 +8,11 @@ kernel drops it when the process dies, however it dies. What sits under a direct
 is provably a dead instance's, and only that is ever cleaned up; a live instance's never is, even
 when its processes are invisible (another container's pid namespace). Job cgroups use the same rule
 (cgroups.py): each instance holds a lock on its own directory in the cgroup tree.
+
+Uids are the host's, not the base directory's: two instances with different SANDBOX_BASE_DIRs would
+otherwise sandbox under the same uids. So a slot is taken only together with a host-wide lock on
+its first uid (UID_LOCKS, on the host's /run), and a slot whose uids another instance holds is
+skipped. (Containers have a /run of their own: give each stack its own SANDBOX_UID.)
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 
 MAX_INSTANCES = 16
 SLOT_PREFIX = "instance-"
+UIDS_PER_INSTANCE = 64
+UID_LOCKS = Path("/run/codeapi/uids")
 
 
 @dataclass
@@ -50,15 +57,38 @@ def try_lock(path: Path) -> DirectoryLock | None:
     return DirectoryLock(path, fd)
 
 
-def claim_slot(base_dir: Path) -> tuple[int, DirectoryLock]:
-    """The lowest slot under ``base_dir`` that no live instance holds, and its lock."""
+@dataclass
+class SlotClaim:
+    """A slot's directory lock and the host-wide lock on its uids, held together."""
+
+    slot: int
+    directory: DirectoryLock
+    uids: DirectoryLock
+
+    def release(self) -> None:
+        self.uids.release()
+        self.directory.release()
+
+
+def claim_slot(base_dir: Path, base_uid: int) -> SlotClaim:
+    """The lowest slot under ``base_dir`` that no live instance holds and whose uids
+    (``base_uid + slot * UIDS_PER_INSTANCE`` on) no instance on this host uses."""
+    UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
     for slot in range(MAX_INSTANCES):
         path = base_dir / f"{SLOT_PREFIX}{slot}"
         path.mkdir(mode=0o711, exist_ok=True)
-        lock = try_lock(path)
-        if lock is not None:
-            return slot, lock
-    raise RuntimeError(f"{MAX_INSTANCES} API instances already use {base_dir}")
+        directory = try_lock(path)
+        if directory is None:
+            continue
+        uid_path = UID_LOCKS / str(base_uid + slot * UIDS_PER_INSTANCE)
+        uid_path.mkdir(mode=0o700, exist_ok=True)
+        uids = try_lock(uid_path)
+        if uids is not None:
+            return SlotClaim(slot, directory, uids)
+        directory.release()
+    raise RuntimeError(
+        f"{MAX_INSTANCES} API instances already use {base_dir} or the uids from SANDBOX_UID={base_uid} on"
+    )
 
 
 @contextlib.contextmanager

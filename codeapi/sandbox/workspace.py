@@ -22,14 +22,13 @@ import structlog
 
 from codeapi.errors import SandboxFailure
 from codeapi.sandbox import mounts
-from codeapi.sandbox.instances import SLOT_PREFIX, DirectoryLock, claim_slot, dead_slots
+from codeapi.sandbox.instances import SLOT_PREFIX, UIDS_PER_INSTANCE, SlotClaim, claim_slot, dead_slots
 from codeapi.sandbox.policy import SandboxJob, SandboxLimits
 
 logger = structlog.get_logger(__name__)
 
 SYSTEM_DIR_NAME = ".system"
 DEFAULT_WORKDIR_SIZE_MB = 1024
-UIDS_PER_INSTANCE = 64
 # Names that resolve inside the sandbox without DNS; the hostname matches nsjail's --hostname.
 HOSTS_FILE = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
@@ -102,7 +101,7 @@ class Workspaces:
         self.uid_count = uid_count
         self.workdir_size_mb = workdir_size_mb
         self.slot = 0
-        self.lock: DirectoryLock | None = None
+        self.lock: SlotClaim | None = None
         self.uids = UidPool(first_uid, uid_count)  # replaced once prepare() claimed a slot
         self.active: dict[Path, JobDirs] = {}
 
@@ -129,7 +128,8 @@ class Workspaces:
         os.chmod(self.base_dir, 0o711)
         if self.lock is None:
             try:
-                self.slot, self.lock = claim_slot(self.base_dir)
+                self.lock = claim_slot(self.base_dir, self.base_uid)
+                self.slot = self.lock.slot
             except RuntimeError as error:
                 raise SandboxFailure(f"refusing to start: {error}") from None
             self.uids = UidPool(self.first_uid, self.uid_count)

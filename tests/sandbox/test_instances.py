@@ -1,5 +1,6 @@
 """Two API processes on one host and one SANDBOX_BASE_DIR: each finds its own slot, uids and cgroups,
-and neither's start-up touches the other's live sandboxes; a dead instance's leftovers are reaped."""
+and neither's start-up touches the other's live sandboxes; a dead instance's leftovers are reaped; and
+two on different base directories still never sandbox under the same uids."""
 
 from __future__ import annotations
 
@@ -57,3 +58,17 @@ async def test_a_dead_instances_slot_is_cleaned_by_the_next_start(make_client: C
     async with make_client(SANDBOX_UID=INSTANCES_UID, SANDBOX_BASE_DIR=str(base_dir), REPL_ENABLED=False) as client:
         assert not leftover.exists()
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_two_apps_on_different_base_dirs_never_share_uids(make_client: ClientFactory, test_root: Path) -> None:
+    root = test_root / f"instances-{uuid.uuid4().hex[:6]}"
+    root.mkdir(mode=0o711)
+    shared = {"SANDBOX_UID": INSTANCES_UID, "REPL_ENABLED": False}
+    async with make_client(SANDBOX_BASE_DIR=str(root / "first"), DATA_DIR=str(root / "data-1"), **shared) as first:
+        async with make_client(
+            SANDBOX_BASE_DIR=str(root / "second"), DATA_DIR=str(root / "data-2"), **shared
+        ) as second:
+            first_id = (await first.post("/exec", json={"lang": "bash", "code": "id -u"})).json()
+            second_id = (await second.post("/exec", json={"lang": "bash", "code": "id -u"})).json()
+    assert int(first_id["stdout"]) in range(INSTANCES_UID, INSTANCES_UID + 64)
+    assert int(second_id["stdout"]) in range(INSTANCES_UID + 64, INSTANCES_UID + 128)
