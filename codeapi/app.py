@@ -321,7 +321,7 @@ def create_app(settings: Settings) -> FastAPI:
                 limiter,
                 KeyChecker((settings.auth.master_api_key,)) if settings.auth.master_api_key else None,
             ),
-            usage=UsageLedger(metadata),
+            usage=(usage := UsageLedger(metadata)),
             environment_keys=environment_records(settings.auth, datetime.now(UTC)),
             max_filename_length=settings.limits.filename_length,
             max_files_per_session=settings.limits.files_per_session,
@@ -349,6 +349,7 @@ def create_app(settings: Settings) -> FastAPI:
             if egress is not None:
                 await egress.stop()
             workspaces.close()
+            await settle("usage counts", asyncio.ensure_future(usage.flush()))
             await limiter.close()
             await metadata.close()
             await blobs.close()

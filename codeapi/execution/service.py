@@ -227,12 +227,15 @@ class ExecutionService:
         """Python in a warm REPL sandbox: the session's kept one, else a fresh one with its state restored.
         None when no REPL sandbox can be had and none is needed (WarmPython.check_one_shot_allowed)."""
         session_id = session.session_id
-        saved = await warm.states.current(session_id) if warm.states is not None else None
+        # Two independent reads, so a chat turn waits for one round trip to the store, not two.
+        saved, chosen = await asyncio.gather(
+            warm.states.current(session_id) if warm.states is not None else asyncio.sleep(0),  # no state
+            self.choose_inputs(session, request.files),
+        )
         sandbox = await warm.pool.checkout(session_id, saved.revision if saved is not None else None)
         if sandbox is None:
             warm.check_one_shot_allowed()
             return None
-        chosen = await self.choose_inputs(session, request.files)
         await self.sessions.keep_in_use(session, chosen.values())
         kept = await asyncio.to_thread(unchanged_inputs, sandbox, chosen, self.limits.max_file_bytes)
         if kept is None and sandbox.lifecycle is not Lifecycle.FRESH:
@@ -298,7 +301,7 @@ class ExecutionService:
             if item.path in staged and staged[item.path].record.read_only
         }
         changed = [item for item in changed if item.path not in dropped]
-        room = await self.sessions.room_left(session_id)
+        room = await self.sessions.room_left(session_id) if changed else 0
         allowed = min(self.limits.max_output_files, room)
         if len(changed) > allowed:
             reason = (

@@ -3,12 +3,15 @@ store (so every replica's work adds up), summed here for the admin API, and expo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import structlog
 
 from codeapi.errors import CodeapiError, InvalidRequest
 from codeapi.execution.outcome import ExecOutcome
@@ -63,9 +66,16 @@ def grouped(totals: Iterable[UsageTotals], by: str) -> dict[str, Counters]:
     return dict(groups)
 
 
+logger = structlog.get_logger(__name__)
+
+
 class UsageLedger:
+    """Counts are written after the response is on its way (a round trip to the store per run is
+    not the caller's wait); ``since`` and shutdown wait for the writes still in flight."""
+
     def __init__(self, store: UsageRecords) -> None:
         self.store = store
+        self.writing: set[asyncio.Task[None]] = set()
 
     async def measure(
         self, usage_id: str, label: str, language: str, code: str, run: Awaitable[ExecOutcome], client_ip: str
@@ -78,13 +88,13 @@ class UsageLedger:
         except InvalidRequest:
             raise
         except CodeapiError:
-            await self.add(usage_id, label, language, time.monotonic() - started, bytes_in, 0, error=True)
+            self.record(usage_id, label, language, time.monotonic() - started, bytes_in, 0, error=True)
             raise
         wall_s = time.monotonic() - started
         bytes_out = len(outcome.stdout.encode()) + len(outcome.stderr.encode())
         failed = outcome.termination is not Termination.EXITED or outcome.exit_code != 0
         timed_out = outcome.termination is Termination.TIMEOUT
-        await self.add(usage_id, label, language, wall_s, bytes_in, bytes_out, error=failed, timeout=timed_out)
+        self.record(usage_id, label, language, wall_s, bytes_in, bytes_out, error=failed, timeout=timed_out)
         if outcome.termination in CONTAINMENT_EVENTS:
             security_event(
                 CONTAINMENT_EVENTS[outcome.termination],
@@ -95,7 +105,7 @@ class UsageLedger:
             )
         return outcome
 
-    async def add(
+    def record(
         self,
         usage_id: str,
         label: str,
@@ -106,6 +116,10 @@ class UsageLedger:
         error: bool,
         timeout: bool = False,
     ) -> None:
+        CALLER_EXECUTIONS.labels(label, language, "error" if error else "ok").inc()
+        CALLER_WALL_SECONDS.labels(label, language).inc(wall_s)
+        CALLER_BYTES.labels(label, "in").inc(bytes_in)
+        CALLER_BYTES.labels(label, "out").inc(bytes_out)
         sample = UsageSample(
             caller=usage_id,
             language=language,
@@ -116,11 +130,21 @@ class UsageLedger:
             bytes_in=bytes_in,
             bytes_out=bytes_out,
         )
-        await self.store.add_usage(sample)
-        CALLER_EXECUTIONS.labels(label, language, "error" if error else "ok").inc()
-        CALLER_WALL_SECONDS.labels(label, language).inc(wall_s)
-        CALLER_BYTES.labels(label, "in").inc(bytes_in)
-        CALLER_BYTES.labels(label, "out").inc(bytes_out)
+        task = asyncio.create_task(self.write(sample))
+        self.writing.add(task)
+        task.add_done_callback(self.writing.discard)
+
+    async def write(self, sample: UsageSample) -> None:
+        try:
+            await self.store.add_usage(sample)
+        except Exception as error:  # noqa: BLE001 - a lost count must not fail anything else
+            logger.warning("usage.write_failed", caller=sample.caller, error=str(error))
+
+    async def flush(self) -> None:
+        """Until every count recorded so far is in the store."""
+        if self.writing:
+            await asyncio.gather(*self.writing)
 
     async def since(self, period: timedelta) -> list[UsageTotals]:
+        await self.flush()
         return await self.store.usage_since(datetime.now(UTC) - period)

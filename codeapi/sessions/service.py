@@ -20,6 +20,7 @@ logger = structlog.get_logger(__name__)
 
 MB = 1024 * 1024
 SWEEP_LOCK_S = 300
+RENEW_EVERY = timedelta(minutes=1)  # how stale a used session's expiry may be
 
 
 def utcnow() -> datetime:
@@ -61,9 +62,13 @@ class SessionService:
         return await self.metadata.get_session(session_id)
 
     async def touch(self, session: SessionRecord) -> SessionRecord:
-        """A used session lives another full TTL."""
+        """A used session lives another full TTL: renewed at most once per RENEW_EVERY (or 1 % of the
+        TTL, if shorter), so a conversation's turns do not each write it again."""
+        now = utcnow()
+        if session.expires_at >= now + self.ttl - min(self.ttl / 100, RENEW_EVERY):
+            return session
         renewed = SessionRecord(
-            session.session_id, session.created_at, utcnow() + self.ttl, session.user_id, session.entity_id
+            session.session_id, session.created_at, now + self.ttl, session.user_id, session.entity_id
         )
         await self.metadata.put_session(renewed)
         return renewed
