@@ -90,7 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--file-n", type=int, help="uploads and downloads per size (10; quick 3)")
     parser.add_argument(
-        "--sustained-n", type=int, help="requests of the 8-at-once Python target scenarios (400; quick 40)"
+        "--sustained-n",
+        type=int,
+        help="requests of the chat-turn and 8-at-once Python target scenarios (400; quick 40)",
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before each scenario (default 1)")
     parser.add_argument(
