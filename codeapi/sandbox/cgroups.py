@@ -213,37 +213,21 @@ class Cgroups(ABC):
     def sweep(self) -> int:
         """Kill and remove every owner directory nobody holds (a dead instance's); returns how many.
 
-        A directory whose name starts with the pid of another live process here is spared even
-        unlocked: earlier versions named their jobs "<pid>.<job_id>" and held no lock.
+        The lock alone decides, not whether a process of the directory's pid is alive: pids are
+        reused, and a dead instance's jobs were spared while an unrelated process had its pid.
         """
         removed = 0
         for owner in sorted(self.owners() - {self.owner}):
             lock = try_lock(self.parents()[0] / owner)
-            if (lock is None and (self.parents()[0] / owner).is_dir()) or (lock is not None and pid_alive(owner)):
-                if lock is not None:
-                    lock.release()
+            if lock is None and (self.parents()[0] / owner).is_dir():
                 continue  # a live instance's
-            try:
+            try:  # unlocked, or half removed already (gone from the first hierarchy only)
                 self.job(owner).remove()
                 removed += 1
             finally:
                 if lock is not None:
                     lock.release()
         return removed
-
-
-def pid_alive(owner: str) -> bool:
-    """Whether ``owner`` ("<pid>", "<pid>.<n>") names a live process other than this one."""
-    pid = owner.partition(".")[0]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def members_below(path: Path) -> list[int]:

@@ -116,6 +116,26 @@ def test_sweep_removes_only_owner_directories_nobody_holds(hierarchy: Cgroups) -
     hierarchy.job(live_owner).remove()
 
 
+def test_sweep_removes_a_dead_owner_whose_pid_another_process_now_has(hierarchy: Cgroups) -> None:
+    """Pids are reused: an unlocked owner directory named after a live pid is still a dead instance's."""
+    with subprocess.Popen(["sleep", "30"]) as reused, subprocess.Popen(["sleep", "30"]) as stray:
+        try:
+            dead_owner = str(reused.pid)
+            for parent in hierarchy.parents():
+                (parent / dead_owner).mkdir(exist_ok=True)
+                hierarchy.enable_children(parent / dead_owner)
+            orphan = hierarchy.create_job(f"{dead_owner}/job", LIMITS)
+            for path in orphan.worker_dirs():
+                (path / "cgroup.procs").write_text(str(stray.pid))
+            hierarchy.sweep()
+            assert stray.wait(timeout=5) == -9
+            assert dead_owner not in hierarchy.owners()
+            assert reused.poll() is None  # the process that has the pid now is none of its business
+        finally:
+            reused.kill()
+            stray.kill()
+
+
 def test_v2_uses_the_parent_of_its_own_leaf_after_a_restart() -> None:
     assert base_of("/") == "/"
     assert base_of("/system.slice/codeapi.service") == "/system.slice/codeapi.service"
