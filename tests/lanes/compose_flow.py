@@ -1,11 +1,11 @@
-"""The container lane: the image of the Dockerfile, run by docker-compose.yml with Redis and SeaweedFS,
-serves LibreChat's flow, bounds every sandbox, and `docker compose down` leaves nothing behind."""
+"""What a compose stack must do wherever it runs: the image of the Dockerfile, run by docker-compose.yml
+with Redis and SeaweedFS, serves LibreChat's flow, bounds every sandbox, and `docker compose down` leaves
+nothing behind. Collected by each lane that imports these tests (the host's container lane, the stack in
+the cgroup-v2 guest), with its own fixtures: ``stack`` (a ComposeStack that is up) and ``stack_api``."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,22 +15,24 @@ from codeapi.languages import LANGUAGES
 from tests.lanes.container.stack import ComposeStack
 
 
-def run(api: httpx.Client, lang: str, code: str, **extra: Any) -> dict[str, Any]:
-    response = api.post("/exec", json={"lang": lang, "code": code, **extra})
+def run(stack_api: httpx.Client, lang: str, code: str, **extra: Any) -> dict[str, Any]:
+    response = stack_api.post("/exec", json={"lang": lang, "code": code, **extra})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 @pytest.mark.parametrize("spec", LANGUAGES, ids=[spec.id for spec in LANGUAGES])
-def test_hello_world_runs_in_every_language(api: httpx.Client, spec) -> None:  # type: ignore[no-untyped-def]
+def test_hello_world_runs_in_every_language(stack_api: httpx.Client, spec) -> None:  # type: ignore[no-untyped-def]
     program, expected = spec.hello
-    body = run(api, spec.id, program)
+    body = run(stack_api, spec.id, program)
     assert body["stdout"] == expected, body["stderr"]
 
 
-def test_an_uploaded_file_is_read_by_the_sandbox(api: httpx.Client) -> None:
-    response = api.post("/upload", files={"file": ("notes.txt", b"kept in S3")}, data={"kind": "user", "id": "u1"})
+def test_an_uploaded_file_is_read_by_the_sandbox(stack_api: httpx.Client) -> None:
+    response = stack_api.post(
+        "/upload", files={"file": ("notes.txt", b"kept in S3")}, data={"kind": "user", "id": "u1"}
+    )
     assert response.status_code == 200, response.text
     uploaded = response.json()
     ref = {
@@ -38,71 +40,55 @@ def test_an_uploaded_file_is_read_by_the_sandbox(api: httpx.Client) -> None:
         "storage_session_id": uploaded["storage_session_id"],
         "name": "notes.txt",
     }
-    body = run(api, "py", "print(open('notes.txt').read().upper())", files=[ref])
+    body = run(stack_api, "py", "print(open('notes.txt').read().upper())", files=[ref])
     assert body["stdout"] == "KEPT IN S3\n", body["stderr"]
 
 
-def test_a_generated_png_is_downloaded(api: httpx.Client) -> None:
+def test_a_generated_png_is_downloaded(stack_api: httpx.Client) -> None:
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.savefig('plot.png')\nprint('saved')"
-    body = run(api, "py", code)
+    body = run(stack_api, "py", code)
     assert body["stdout"] == "saved\n", body["stderr"]
     plot = next(item for item in body["files"] if item["name"] == "plot.png")
-    download = api.get(f"/download/{body['session_id']}/{plot['id']}")
+    download = stack_api.get(f"/download/{body['session_id']}/{plot['id']}")
     assert download.status_code == 200
     assert download.headers["content-type"] == "image/png"
     assert download.content.startswith(b"\x89PNG")
 
 
-def test_python_state_survives_from_one_call_to_the_next(api: httpx.Client) -> None:
-    first = run(api, "py", "import numpy as np\ncounter = 41\ndef bump(n):\n    return n + 1")
+def test_python_state_survives_from_one_call_to_the_next(stack_api: httpx.Client) -> None:
+    first = run(stack_api, "py", "import numpy as np\ncounter = 41\ndef bump(n):\n    return n + 1")
     assert first["stderr"] == ""
-    second = run(api, "py", "print(bump(counter), np.arange(3).sum())", session_id=first["session_id"])
+    second = run(stack_api, "py", "print(bump(counter), np.arange(3).sum())", session_id=first["session_id"])
     assert second["stdout"] == "42 3\n", second["stderr"]
 
 
-def test_a_memory_bomb_is_killed_while_its_neighbour_finishes(api: httpx.Client) -> None:
+def test_a_memory_bomb_is_killed_while_its_neighbour_finishes(stack_api: httpx.Client) -> None:
     bomb = "x = bytearray(2 * 1024 * 1024 * 1024)\nprint('allocated')"
     neighbour = "import time\ntotal = sum(range(10**6))\ntime.sleep(2)\nprint('neighbour', total)"
     with ThreadPoolExecutor(max_workers=2) as pool:
-        bombed = pool.submit(run, api, "py", bomb)
-        calm = pool.submit(run, api, "py", neighbour)
+        bombed = pool.submit(run, stack_api, "py", bomb)
+        calm = pool.submit(run, stack_api, "py", neighbour)
         bomb_body, calm_body = bombed.result(), calm.result()
     assert "allocated" not in bomb_body["stdout"]
     assert "memory limit of 256 MB" in bomb_body["stderr"] or "MemoryError" in bomb_body["stderr"]
     assert calm_body["stdout"] == f"neighbour {sum(range(10**6))}\n", calm_body["stderr"]
 
 
-def test_a_fork_bomb_is_contained_and_the_service_stays_healthy(api: httpx.Client) -> None:
-    body = run(api, "bash", "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived")
+def test_a_fork_bomb_is_contained_and_the_service_stays_healthy(stack_api: httpx.Client) -> None:
+    body = run(stack_api, "bash", "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived")
     assert "fork" in body["stderr"].lower() or "Resource temporarily unavailable" in body["stderr"]
-    assert run(api, "bash", "echo healthy")["stdout"] == "healthy\n"
+    assert run(stack_api, "bash", "echo healthy")["stdout"] == "healthy\n"
 
 
-def test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own(api: httpx.Client, stack: ComposeStack) -> None:
+def test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own(stack_api: httpx.Client, stack: ComposeStack) -> None:
     """So the container's own limits (mem_limit, pids_limit, cpus) bound every sandbox as well."""
     container_id = stack.compose("ps", "--quiet", "api").stdout.strip()
-    marker = b"sleep\x0017.31\x00"
     with ThreadPoolExecutor(max_workers=1) as pool:
-        job = pool.submit(run, api, "bash", "sleep 17.31")
-        placements = wait_for_cgroups_of(marker)
+        job = pool.submit(run, stack_api, "bash", "sleep 17.31")
+        placements = stack.cgroups_of(b"sleep\x0017.31\x00", timeout_s=15)
         job.result()
-    assert placements, "the sandboxed sleep was never seen on the host"
+    assert placements, "the sandboxed sleep was never seen on the docker host"
     assert all(container_id in line for line in placements), placements
-
-
-def wait_for_cgroups_of(cmdline: bytes, timeout_s: float = 15) -> list[str]:
-    """The memory (v1) or unified (v2) cgroup lines of the host process whose command line is ``cmdline``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and (proc / "cmdline").read_bytes() == cmdline:
-                    lines = (proc / "cgroup").read_text().splitlines()
-                    return [line for line in lines if ":memory:" in line or line.startswith("0::")]
-            except OSError:
-                continue
-        time.sleep(0.2)
-    return []
 
 
 def test_compose_down_leaves_no_container_network_or_volume(stack: ComposeStack) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 GUEST_SCRIPT = ROOT / "scripts" / "guest"
 GUEST_NAME = "lane"
 API_PORT = 8000
+COMPOSE_PORT = 8001  # the compose stack's API in the guest (test_stack.py)
 UNIT = "codeapi"
 PROJECT = "/srv/codeapi"
 API_KEY = "cgroup-v2-lane-key-0123456789"
@@ -130,7 +132,7 @@ class Guest:
     """One running guest (scripts/guest start), reached through its 127.0.0.1 port forwards."""
 
     def __init__(self, name: str = GUEST_NAME) -> None:
-        self.env = {**os.environ, "GUEST_NAME": name, "GUEST_FORWARDS": str(API_PORT)}
+        self.env = {**os.environ, "GUEST_NAME": name, "GUEST_FORWARDS": f"{API_PORT} {COMPOSE_PORT}"}
 
     def script(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -161,8 +163,8 @@ class Guest:
             check=False,
         )
 
-    def api_url(self) -> str:
-        port = self.script("port", str(API_PORT), timeout=30).stdout.strip()
+    def api_url(self, guest_port: int = API_PORT) -> str:
+        port = self.script("port", str(guest_port), timeout=30).stdout.strip()
         return f"http://127.0.0.1:{port}"
 
     def start_service(self, command: str) -> None:
@@ -205,3 +207,35 @@ class Guest:
         if result.returncode != 0:
             raise RuntimeError(f"reading leftovers in the guest failed: {result.stderr}")
         return Leftovers(**json.loads(result.stdout))
+
+
+class GuestDocker:
+    """The guest's docker, for a compose stack run there (tests/lanes/container/stack.py's DockerMachine)."""
+
+    checkout = PurePosixPath(PROJECT)
+    workdir = PurePosixPath("/root/compose-lane")
+
+    def __init__(self, guest: Guest) -> None:
+        self.guest = guest
+
+    def run(self, command: list[str], timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        settings = [f"{name}={value}" for name, value in env.items()]
+        line = shlex.join(["env", *settings, *command] if settings else command)
+        result = self.guest.ssh(f"cd {self.checkout} && {line}", timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"in the guest: {line[:300]} failed ({result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+            )
+        return result
+
+    def write(self, path: PurePosixPath, text: str) -> None:
+        result = self.guest.ssh(
+            f"mkdir -p {shlex.quote(str(path.parent))} && cat > {shlex.quote(str(path))}", stdin=text
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"writing {path} in the guest failed: {result.stderr}")
+
+    def load_images(self, *images: str) -> None:
+        result = self.guest.script("load-images", *images)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/guest load-images failed:\n{result.stderr[-4000:]}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from bench.backends import free_port
 from tests.lanes.container.stack import (
     ComposeStack,
+    ThisHost,
     ensure_base_image,
     ensure_dockerd,
     remove_stale_stacks,
@@ -22,12 +23,13 @@ LANE_SETTINGS = {"MAX_MEMORY_MB": "256", "MAX_PROCESSES": "64", "MAX_EXECUTION_T
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
-    workdir = tmp_path_factory.mktemp("container-lane")
+    host = ThisHost(tmp_path_factory.mktemp("container-lane"))
     require_tools()
-    ensure_dockerd(Path("/var/log/codeapi-lane-dockerd.log"))
+    ensure_dockerd()
     ensure_base_image()
-    remove_stale_stacks()
-    compose = ComposeStack(workdir, LANE_SETTINGS)
+    remove_stale_stacks(host)
+    port = free_port()
+    compose = ComposeStack(host, LANE_SETTINGS, published=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}")
     compose.build()
     try:
         compose.up()
@@ -37,6 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
 
 
 @pytest.fixture(scope="session")
-def api(stack: ComposeStack) -> Iterator[httpx.Client]:
+def stack_api(stack: ComposeStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.url, headers={"x-api-key": stack.api_key}, timeout=180) as client:
         yield client

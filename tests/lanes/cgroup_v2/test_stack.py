@@ -1,0 +1,87 @@
+"""The compose stack on cgroup v2: the images the host built (as for the container lane) loaded into the
+guest's Docker, `docker compose up` there with Redis and SeaweedFS, and the flow of
+tests/lanes/compose_flow.py driven from the host, the container's own cgroup bounding every sandbox.
+
+Runs last in the lane (file order): it stops the service the other modules use, as the guest's two
+emulated CPUs serve one API at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bench.backends import free_port
+from tests.lanes import compose_flow
+from tests.lanes.cgroup_v2.guest import COMPOSE_PORT, Guest, GuestDocker
+from tests.lanes.container.conftest import LANE_SETTINGS
+from tests.lanes.container.stack import (
+    ComposeStack,
+    ThisHost,
+    ensure_base_image,
+    ensure_dockerd,
+    go_cache_seed,
+    require_tools,
+    seed_go_cache,
+)
+
+pytestmark = pytest.mark.cgroup_v2
+
+IMAGES = ("codeapi:latest", "codeapi-stores:latest")
+# Everything in the guest is 10-30x slower: the API's start (host preparation, the warm Python path)
+# takes minutes, and so does a compile.
+START_TIMEOUT_S = 1200
+REQUEST_TIMEOUT_S = 600
+# Sandbox uids apart from the native service's (SANDBOX_UID 1001), whose leftovers check counts those.
+GUEST_SETTINGS = {**LANE_SETTINGS, "SANDBOX_UID": "30001", "MAX_EXECUTION_TIME": "300"}
+
+
+# Collected here with this module's fixtures, in this order (the last one takes the stack down).
+test_hello_world_runs_in_every_language = compose_flow.test_hello_world_runs_in_every_language
+test_an_uploaded_file_is_read_by_the_sandbox = compose_flow.test_an_uploaded_file_is_read_by_the_sandbox
+test_a_generated_png_is_downloaded = compose_flow.test_a_generated_png_is_downloaded
+test_python_state_survives_from_one_call_to_the_next = compose_flow.test_python_state_survives_from_one_call_to_the_next
+test_a_memory_bomb_is_killed_while_its_neighbour_finishes = (
+    compose_flow.test_a_memory_bomb_is_killed_while_its_neighbour_finishes
+)
+test_a_fork_bomb_is_contained_and_the_service_stays_healthy = (
+    compose_flow.test_a_fork_bomb_is_contained_and_the_service_stays_healthy
+)
+test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own = (
+    compose_flow.test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own
+)
+test_compose_down_leaves_no_container_network_or_volume = (
+    compose_flow.test_compose_down_leaves_no_container_network_or_volume
+)
+
+
+@pytest.fixture(scope="module")
+def stack(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    require_tools()
+    ensure_dockerd()
+    ensure_base_image()
+    unused = f"127.0.0.1:{free_port()}"  # never started: it builds, and warms the Go cache in one container
+    built = ComposeStack(ThisHost(tmp_path_factory.mktemp("v2-build")), LANE_SETTINGS, unused, "")
+    built.build()
+    try:
+        seed = go_cache_seed(built)
+    finally:
+        built.down()
+    guest.stop_service()
+    docker = GuestDocker(guest)
+    docker.load_images(*IMAGES, seed)
+    compose = ComposeStack(docker, GUEST_SETTINGS, published=str(COMPOSE_PORT), url=guest.api_url(COMPOSE_PORT))
+    seed_go_cache(compose, seed)
+    try:
+        compose.up(START_TIMEOUT_S)
+        yield compose
+    finally:
+        compose.down()
+
+
+@pytest.fixture(scope="module")
+def stack_api(stack: ComposeStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, headers={"x-api-key": stack.api_key}, timeout=REQUEST_TIMEOUT_S) as client:
+        yield client
