@@ -14,6 +14,22 @@ import pytest
 from codeapi.languages import LANGUAGES
 from tests.lanes.container.stack import ComposeStack
 
+# What a lane collects with `from tests.lanes.compose_flow import *`, in this order: the last one takes
+# the stack down.
+__all__ = [
+    "test_hello_world_runs_in_every_language",
+    "test_an_uploaded_file_is_read_by_the_sandbox",
+    "test_a_generated_png_is_downloaded",
+    "test_python_state_survives_from_one_call_to_the_next",
+    "test_a_memory_bomb_is_killed_while_its_neighbour_finishes",
+    "test_a_fork_bomb_is_contained_and_the_service_stays_healthy",
+    "test_a_run_is_stopped_at_its_wall_time",
+    "test_output_is_capped_while_it_streams",
+    "test_the_working_directory_stops_at_its_disk_quota",
+    "test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own",
+    "test_compose_down_leaves_no_container_network_or_volume",
+]
+
 
 def run(stack_api: httpx.Client, lang: str, code: str, **extra: Any) -> dict[str, Any]:
     response = stack_api.post("/exec", json={"lang": lang, "code": code, **extra})
@@ -78,6 +94,29 @@ def test_a_fork_bomb_is_contained_and_the_service_stays_healthy(stack_api: httpx
     body = run(stack_api, "bash", "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived")
     assert "fork" in body["stderr"].lower() or "Resource temporarily unavailable" in body["stderr"]
     assert run(stack_api, "bash", "echo healthy")["stdout"] == "healthy\n"
+
+
+def test_a_run_is_stopped_at_its_wall_time(stack_api: httpx.Client) -> None:
+    body = run(stack_api, "bash", "sleep 600", timeout=3000)
+    assert "TimeoutError: Execution exceeded 3 seconds" in body["stderr"], body
+
+
+def test_output_is_capped_while_it_streams(stack_api: httpx.Client) -> None:
+    body = run(stack_api, "py", "import sys\nwhile True: sys.stdout.write('x' * 4096)")
+    assert len(body["stdout"]) == 16 * 1024
+    assert "[stdout truncated at 16 KiB]" in body["stderr"], body["stderr"]
+
+
+def test_the_working_directory_stops_at_its_disk_quota(stack_api: httpx.Client) -> None:
+    code = (
+        "written = 0\ntry:\n    for i in range(100):\n        with open(f'fill{i}', 'wb') as f:\n"
+        "            f.write(b'x' * (4 << 20))\n            written += 4\n"
+        "except OSError as error:\n    print(error.strerror, written)\n"
+        "import glob, os\nfor name in glob.glob('fill*'):\n    os.remove(name)"
+    )
+    body = run(stack_api, "py", code)
+    assert body["stdout"].startswith("No space left on device"), body
+    assert int(body["stdout"].split()[-1]) <= 64
 
 
 def test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own(stack_api: httpx.Client, stack: ComposeStack) -> None:

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from bench.backends import free_port
-from tests.lanes import compose_flow
 from tests.lanes.cgroup_v2.guest import COMPOSE_PORT, Guest, GuestDocker
+from tests.lanes.compose_flow import *  # noqa: F403 (the flow's tests, collected with this module's fixtures)
 from tests.lanes.container.conftest import LANE_SETTINGS
 from tests.lanes.container.stack import (
     ComposeStack,
@@ -36,25 +36,6 @@ START_TIMEOUT_S = 1200
 REQUEST_TIMEOUT_S = 600
 # Sandbox uids apart from the native service's (SANDBOX_UID 1001), whose leftovers check counts those.
 GUEST_SETTINGS = {**LANE_SETTINGS, "SANDBOX_UID": "30001", "MAX_EXECUTION_TIME": "300"}
-
-
-# Collected here with this module's fixtures, in this order (the last one takes the stack down).
-test_hello_world_runs_in_every_language = compose_flow.test_hello_world_runs_in_every_language
-test_an_uploaded_file_is_read_by_the_sandbox = compose_flow.test_an_uploaded_file_is_read_by_the_sandbox
-test_a_generated_png_is_downloaded = compose_flow.test_a_generated_png_is_downloaded
-test_python_state_survives_from_one_call_to_the_next = compose_flow.test_python_state_survives_from_one_call_to_the_next
-test_a_memory_bomb_is_killed_while_its_neighbour_finishes = (
-    compose_flow.test_a_memory_bomb_is_killed_while_its_neighbour_finishes
-)
-test_a_fork_bomb_is_contained_and_the_service_stays_healthy = (
-    compose_flow.test_a_fork_bomb_is_contained_and_the_service_stays_healthy
-)
-test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own = (
-    compose_flow.test_a_sandbox_runs_in_a_cgroup_inside_the_api_containers_own
-)
-test_compose_down_leaves_no_container_network_or_volume = (
-    compose_flow.test_compose_down_leaves_no_container_network_or_volume
-)
 
 
 @pytest.fixture(scope="module")

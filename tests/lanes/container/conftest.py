@@ -17,8 +17,16 @@ from tests.lanes.container.stack import (
     require_tools,
 )
 
-# Small limits so the bombs hit them quickly; the container itself has none, so only the job cgroups bound them.
-LANE_SETTINGS = {"MAX_MEMORY_MB": "256", "MAX_PROCESSES": "64", "MAX_EXECUTION_TIME": "60", "LOG_LEVEL": "WARNING"}
+# Small limits so the bombs and fills hit them quickly; the container itself has none, so only the job
+# cgroups and quotas bound them.
+LANE_SETTINGS = {
+    "MAX_MEMORY_MB": "256",
+    "MAX_PROCESSES": "64",
+    "MAX_EXECUTION_TIME": "60",
+    "MAX_OUTPUT_KB": "16",
+    "SANDBOX_WORKDIR_SIZE_MB": "64",
+    "LOG_LEVEL": "WARNING",
+}
 
 
 @pytest.fixture(scope="session")
