@@ -301,6 +301,7 @@ def create_app(settings: Settings) -> FastAPI:
             sessions, workspaces, programs, exec_limits(settings), warm, egress.skill_deps if egress else None
         )
         limiter = RateLimiter.for_backend(settings.redis)
+        usage = UsageLedger(metadata)
         loops = Loops()
         pause_s = settings.limits.ptc_pause_seconds
         app.state.programmatic = programmatic = ProgrammaticService(
@@ -321,7 +322,7 @@ def create_app(settings: Settings) -> FastAPI:
                 limiter,
                 KeyChecker((settings.auth.master_api_key,)) if settings.auth.master_api_key else None,
             ),
-            usage=(usage := UsageLedger(metadata)),
+            usage=usage,
             environment_keys=environment_records(settings.auth, datetime.now(UTC)),
             max_filename_length=settings.limits.filename_length,
             max_files_per_session=settings.limits.files_per_session,

@@ -18,6 +18,7 @@ from tests.lanes.cgroup_v2.guest import COMPOSE_PORT, Guest, GuestDocker
 from tests.lanes.compose_flow import *  # noqa: F403 (the flow's tests, collected with this module's fixtures)
 from tests.lanes.container.conftest import LANE_SETTINGS
 from tests.lanes.container.stack import (
+    API_IMAGE,
     ComposeStack,
     ThisHost,
     ensure_base_image,
@@ -29,7 +30,7 @@ from tests.lanes.container.stack import (
 
 pytestmark = pytest.mark.cgroup_v2
 
-IMAGES = ("codeapi:latest", "codeapi-stores:latest")
+IMAGES = (API_IMAGE, "codeapi-stores:latest")
 # Everything in the guest is 10-30x slower: the API's start (host preparation, the warm Python path)
 # takes minutes, and so does a compile.
 START_TIMEOUT_S = 1200

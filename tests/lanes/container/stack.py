@@ -97,13 +97,13 @@ def project_resources(machine: DockerMachine, project: str) -> dict[str, list[st
 
 def remove_stale_stacks(machine: DockerMachine) -> None:
     """Remove what a lane run that died before its teardown left (its project names its pid)."""
-    listing = sh(["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}']).stdout
-    for project in set(listing.split()):
+    listing = ["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}']
+    for project in set(machine.run(listing, 120, {}).stdout.split()):
         owner = project.removeprefix(LANE_PREFIX)
         if project.startswith(LANE_PREFIX) and owner.isdigit() and not Path(f"/proc/{owner}").exists():
             for kind, ids in project_resources(machine, project).items():
                 if ids:
-                    sh(["docker", *REMOVERS[kind], *ids])
+                    machine.run(["docker", *REMOVERS[kind], *ids], 120, {})
 
 
 # Runs where docker runs: the command lines of the process whose command line is argv[1] (hex), as
@@ -213,6 +213,10 @@ class ComposeStack:
     def leftovers(self) -> dict[str, list[str]]:
         return project_resources(self.machine, self.project)
 
+    def volume(self, name: str) -> str:
+        """The docker name of a volume of docker-compose.yml in this project."""
+        return f"{self.project}_{name}"
+
     def cgroups_of(self, cmdline: bytes, timeout_s: float) -> list[str]:
         """The cgroups, as the machine sees them, of its process whose command line is ``cmdline``."""
         found = self.machine.run(["python3", "-c", CGROUPS_OF, cmdline.hex(), str(timeout_s)], timeout_s + 120, {})
@@ -222,6 +226,7 @@ class ComposeStack:
 # The Go build cache of the API container (`go build std`, see docker/entrypoint.sh) costs 1-2 minutes
 # at host speed and far more under emulation. An image holding a warmed copy, made on this host once
 # per runtime layer, seeds another machine's stack with it.
+API_IMAGE = "codeapi:latest"  # docker-compose.yml's image of the api service
 GO_CACHE_SEED = "codeapi-gocache-seed:latest"
 GO_CACHE_SEED_DIR = "/gocache-seed"
 RUNTIME_INPUTS = ("scripts/install", "scripts/sandbox-python.txt", "scripts/toolbox")  # the image's runtime layer
@@ -248,7 +253,7 @@ def go_cache_seed(built: ComposeStack) -> str:
     if inspected.stdout.strip() == key:
         return GO_CACHE_SEED
     built.compose("run", "--rm", "--no-deps", "api", "true", timeout=COMPOSE_TIMEOUT_S)  # the entrypoint warms it
-    volume = f"{built.project}_gocache"
+    volume = built.volume("gocache")
     container = f"{built.project}-seed"
     sh(
         [
@@ -260,7 +265,7 @@ def go_cache_seed(built: ComposeStack) -> str:
             f"{volume}:/src:ro",
             "--entrypoint",
             "cp",
-            "codeapi:latest",
+            API_IMAGE,
             "-a",
             "/src/.",
             GO_CACHE_SEED_DIR,
@@ -276,7 +281,7 @@ def go_cache_seed(built: ComposeStack) -> str:
 
 def seed_go_cache(stack: ComposeStack, seed: str) -> None:
     """Fill the stack's gocache volume before its first start (the entrypoint then finds it warmed)."""
-    volume = f"{stack.project}_gocache"
+    volume = stack.volume("gocache")
     labels = ["--label", f"com.docker.compose.project={stack.project}", "--label", "com.docker.compose.volume=gocache"]
     stack.machine.run(["docker", "volume", "create", *labels, volume], 120, {})
     stack.machine.run(
