@@ -19,9 +19,8 @@ from codeapi.auth.gate import AuthGate
 from codeapi.auth.keys import KeyChecker
 from codeapi.auth.managed import environment_records, refuse_short_keys
 from codeapi.auth.ratelimit import RATE_LIMIT_HEADERS, RateLimiter
-from codeapi.auth.tokens import InvalidVerificationKey, TokenVerifier
-from codeapi.config import ConfigError, Settings
-from codeapi.config.groups import AuthSettings
+from codeapi.auth.tokens import build_token_verifier
+from codeapi.config import Settings
 from codeapi.egress.gateway import EgressGateway, EgressPolicy, network_env
 from codeapi.egress.skilldeps import SkillDeps
 from codeapi.errors import SandboxFailure
@@ -32,6 +31,7 @@ from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
 from codeapi.http.descriptors import raise_descriptor_limit
 from codeapi.http.middleware import RequestLoggingMiddleware
+from codeapi.http.profiles import ExecutionProfileMiddleware
 from codeapi.http.routes import admin as admin_routes
 from codeapi.http.routes import dashboard as dashboard_routes
 from codeapi.http.routes import exec as exec_routes
@@ -258,17 +258,6 @@ async def settle(what: str, *tasks: asyncio.Future[Any]) -> None:
         logger.error("codeapi.shutdown_step_stuck", step=what, pending=len(pending))
 
 
-def build_token_verifier(auth: AuthSettings) -> TokenVerifier | None:
-    """Bearer JWTs are accepted once LibreChat's public key is configured."""
-    key_text = auth.jwt_key_text
-    if key_text is None:
-        return None
-    try:
-        return TokenVerifier(key_text, auth.jwt_algorithm, auth.jwt_issuer, auth.jwt_audience)
-    except InvalidVerificationKey as error:
-        raise ConfigError(f"CODEAPI_JWT_PUBLIC_KEY: {error}") from None
-
-
 def create_app(settings: Settings) -> FastAPI:
     tokens = build_token_verifier(settings.auth)
     refuse_short_keys(settings.auth, settings.api.debug)
@@ -390,5 +379,6 @@ def create_app(settings: Settings) -> FastAPI:
             # A browser client reads these: a download's file name, the request id, its remaining quota.
             expose_headers=["Content-Disposition", "X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
         )
+    app.add_middleware(ExecutionProfileMiddleware, served=settings.api.execution_profiles)
     app.add_middleware(RequestLoggingMiddleware)
     return app

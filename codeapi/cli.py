@@ -110,6 +110,13 @@ def keys_command(args: argparse.Namespace) -> int:
     return asyncio.run(run(settings, args))
 
 
+def jwt_keygen(args: argparse.Namespace) -> int:
+    from codeapi.auth.keygen import key_pair_lines, new_kid
+
+    print(key_pair_lines(args.kid or new_kid()).render(), end="")  # noqa: T201
+    return 0
+
+
 def doctor_command(_: argparse.Namespace) -> int:
     from codeapi.doctor import run
 
@@ -143,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("doctor", help="check the host and backends; exit status 0 when it can serve").set_defaults(
         handler=doctor_command
     )
+    keygen_parser = commands.add_parser(
+        "jwt-keygen", help="print a new Ed25519 pair as LibreChat's and codeapi's .env lines"
+    )
+    keygen_parser.add_argument("--kid", help="the key id both sides name (default: lc-codeapi-<date>-<random>)")
+    keygen_parser.set_defaults(handler=jwt_keygen)
     args = parser.parse_args(argv)
     if args.command in SANDBOX_COMMANDS:
         run_delegated_if_needed()

@@ -13,6 +13,9 @@ CodeapiError(status, code, message)
 │   └── RequestTooLarge     413
 ├── AuthError               401
 ├── SessionBusy             409
+├── ExecutionProfileError
+│   ├── InvalidExecutionProfile   400
+│   └── ExecutionProfileMismatch  409
 ├── RateLimited             429
 ├── BackendUnavailable      503
 └── SandboxFailure          500
@@ -101,6 +104,28 @@ class AuthError(CodeapiError):
 class SessionBusy(CodeapiError):
     status = 409
     code = "session_busy"
+    error_type = "conflict"
+
+
+class ExecutionProfileError(CodeapiError):
+    """X-CodeAPI-Expected-Profile names a profile this deployment does not serve (contract §9.2); ``code``
+    is what the body's ``error`` says, as the client matches it."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"Expected execution profile {expected!r}; this deployment serves {actual!r}")
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidExecutionProfile(ExecutionProfileError):
+    status = 400
+    code = "invalid_execution_profile"
+    error_type = "validation"
+
+
+class ExecutionProfileMismatch(ExecutionProfileError):
+    status = 409
+    code = "execution_profile_mismatch"
     error_type = "conflict"
 
 

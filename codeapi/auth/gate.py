@@ -2,7 +2,7 @@
 
 User routes: API keys from the environment, managed keys from the metadata store (read on every
 request, so a revoked or disabled key is refused on every replica at once), Bearer JWTs from
-LibreChat; then the caller's rate limit. Bad credentials count against the client's IP, which is
+LibreChat (CODEAPI_AUTH_PROVIDER=librechat-jwt: only those); then the caller's rate limit. Bad credentials count against the client's IP, which is
 locked out for a while after too many. With AUTH_ENABLED=false all of it is skipped, as the guide
 says. Admin routes: the master key, behind the same lockout, whatever AUTH_ENABLED says.
 """
@@ -25,11 +25,13 @@ from codeapi.storage.metadata.base import KeyRecords, RateLimits
 
 @dataclass(frozen=True)
 class Caller:
-    """Whom usage is counted for: a managed key's hash, ``env:<fingerprint>``, ``user:<sub>`` or ``anonymous``."""
+    """Whom usage is counted for: a managed key's hash, ``env:<fingerprint>``, ``user:<owner id>`` of a
+    token's (tenant, user), or ``anonymous``."""
 
     usage_id: str
     key_prefix: str | None = None
-    user_id: str | None = None  # the ``sub`` of a verified Bearer token
+    user_id: str | None = None  # a verified Bearer token's owner id: its tenant and sub (sessions.owners)
+    tenant_id: str | None = None  # a verified Bearer token's tenant
     limits: RateLimits | None = None
     managed: bool = False  # a key from the metadata store (its use is counted on its record)
     rate: RateState | None = None  # the caller's tightest limit after this request, for the response headers
@@ -104,13 +106,22 @@ class AuthGate:
 
     async def identify(self, headers: Mapping[str, str]) -> Caller | AuthError:
         """The caller the credentials name, or why they name none (a failure to count, not yet raised)."""
-        token = extract_bearer(headers)
-        try:
-            if self.tokens is not None and token is not None and not headers.get("x-api-key", "").strip():
-                user_id = self.tokens.verify(token)
-                return Caller(f"user:{user_id}", user_id=user_id, limits=JWT_USER_LIMITS)
-        except AuthError as error:
-            return error
+        token, tokens = extract_bearer(headers), self.tokens
+        if tokens is not None:
+            # Where keys are credentials too, x-api-key wins over a token (as in the reference), so a
+            # wrong key is refused even beside a good token.
+            key_wins = not tokens.only_credential and bool(headers.get("x-api-key", "").strip())
+            if token is not None and not key_wins:
+                try:
+                    principal = tokens.verify(token)
+                except AuthError as error:
+                    return error
+                owner_id = principal.owner_id
+                return Caller(
+                    f"user:{owner_id}", user_id=owner_id, tenant_id=principal.tenant_id, limits=JWT_USER_LIMITS
+                )
+            if tokens.only_credential:
+                return AuthError("Bearer token is required")
         key = extract_key(headers)
         if key is None:
             return AuthError("API key is required")

@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from codeapi.egress.allowlist import Allowlist
 
 CommaList = Annotated[list[str], NoDecode]
+ExecutionProfile = Literal["default", "stateful"]
+AuthProvider = Literal["legacy-api-key", "librechat-jwt", "both"]
+JwtAlgorithm = Literal["EdDSA", "RS256"]
 
 
 def shared_config(prefix: str) -> SettingsConfigDict:
@@ -68,6 +71,21 @@ class ApiSettings(Group):
     host: str = "0.0.0.0"
     debug: bool = False
     reload: bool = False
+    # The X-CodeAPI-Expected-Profile values this deployment serves (contract §9.2). A request without
+    # the header is served the default way, so "default" is always one of them.
+    execution_profiles: Annotated[list[ExecutionProfile], NoDecode] = Field(
+        default_factory=lambda: list[ExecutionProfile](["default"]),
+        validation_alias=alias("CODEAPI_EXECUTION_PROFILES"),
+    )
+
+    _split = field_validator("execution_profiles", mode="before")(split_commas)
+
+    @field_validator("execution_profiles")
+    @classmethod
+    def default_is_served(cls, profiles: list[ExecutionProfile]) -> list[ExecutionProfile]:
+        if "default" not in profiles:
+            raise ValueError("must include default: requests without X-CodeAPI-Expected-Profile are served that way")
+        return profiles
 
 
 class SslSettings(Group):
@@ -110,15 +128,38 @@ class AuthSettings(Group):
     api_keys: CommaList = Field(default_factory=list, validation_alias=alias("API_KEYS"))
     master_api_key: str | None = Field(None, validation_alias=alias("MASTER_API_KEY"))
     auth_enabled: bool = Field(True, validation_alias=alias("AUTH_ENABLED"))
-    # Bearer JWTs that current LibreChat mints per user (its CODEAPI_JWT_ENABLED), verified with the
-    # public half of its CODEAPI_JWT_PRIVATE_KEY; the same names and defaults as LibreChat's side.
+    # Bearer JWTs that current LibreChat mints per user (its CODEAPI_JWT_ENABLED), verified with the public
+    # half of its CODEAPI_JWT_PRIVATE_KEY: the official verifier's names, meanings and defaults (§9.1).
+    # Unset provider: API keys, and tokens as soon as a verification key is configured.
+    auth_provider: AuthProvider | None = Field(None, validation_alias=alias("CODEAPI_AUTH_PROVIDER"))
     jwt_public_key: str | None = Field(None, validation_alias=alias("CODEAPI_JWT_PUBLIC_KEY"))
     jwt_public_key_file: Path | None = Field(None, validation_alias=alias("CODEAPI_JWT_PUBLIC_KEY_FILE"))
-    jwt_algorithm: Literal["EdDSA", "RS256"] = Field("EdDSA", validation_alias=alias("CODEAPI_JWT_ALGORITHM"))
+    jwt_kid: str | None = Field(None, min_length=1, validation_alias=alias("CODEAPI_JWT_KID"))
+    jwt_jwks_json: str | None = Field(None, validation_alias=alias("CODEAPI_JWT_JWKS_JSON"))
+    jwt_public_keys_dir: Path | None = Field(None, validation_alias=alias("CODEAPI_JWT_PUBLIC_KEYS_DIR"))
+    # Ours: pins the algorithm of CODEAPI_JWT_PUBLIC_KEY(_FILE); unset, the key's type decides.
+    jwt_algorithm: JwtAlgorithm | None = Field(None, validation_alias=alias("CODEAPI_JWT_ALGORITHM"))
+    jwt_allowed_algs: Annotated[list[JwtAlgorithm], NoDecode] = Field(
+        default_factory=lambda: list[JwtAlgorithm](["EdDSA", "RS256"]),
+        min_length=1,
+        validation_alias=alias("CODEAPI_JWT_ALLOWED_ALGS"),
+    )
     jwt_issuer: str = Field("librechat", min_length=1, validation_alias=alias("CODEAPI_JWT_ISSUER"))
     jwt_audience: str = Field("codeapi", min_length=1, validation_alias=alias("CODEAPI_JWT_AUDIENCE"))
+    jwt_max_ttl_seconds: int = Field(300, ge=1, le=300, validation_alias=alias("CODEAPI_JWT_MAX_TTL_SECONDS"))
+    jwt_single_tenant_id: str = Field("legacy", min_length=1, validation_alias=alias("CODEAPI_JWT_SINGLE_TENANT_ID"))
+    tenant_isolation_strict: bool = Field(False, validation_alias=alias("CODEAPI_TENANT_ISOLATION_STRICT"))
 
-    _split = field_validator("api_keys", mode="before")(split_commas)
+    _split = field_validator("api_keys", "jwt_allowed_algs", mode="before")(split_commas)
+
+    @field_validator("auth_provider", mode="before")
+    @classmethod
+    def no_provider_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() == "":
+            return None
+        if value == "none":  # the official server's unauthenticated mode: ours has its own switch
+            raise ValueError("'none' is not offered here: AUTH_ENABLED=false opens the API (trusted networks only)")
+        return value
 
     @property
     def valid_keys(self) -> tuple[str, ...]:
@@ -133,10 +174,30 @@ class AuthSettings(Group):
             return self.jwt_public_key_file.read_text().strip()
         return None
 
+    @property
+    def jwt_keys_configured(self) -> bool:
+        return any((self.jwt_key_text, self.jwt_jwks_json and self.jwt_jwks_json.strip(), self.jwt_public_keys_dir))
+
+    @property
+    def api_keys_accepted(self) -> bool:
+        """CODEAPI_AUTH_PROVIDER=librechat-jwt: a Bearer token is the only credential of the user routes."""
+        return self.auth_provider != "librechat-jwt"
+
+    @property
+    def jwt_accepted(self) -> bool:
+        return self.auth_provider != "legacy-api-key" and self.jwt_keys_configured
+
     @model_validator(mode="after")
-    def key_file_exists(self) -> AuthSettings:
+    def key_sources_exist(self) -> AuthSettings:
         if self.jwt_public_key_file is not None and not self.jwt_public_key_file.is_file():
             raise ValueError(f"CODEAPI_JWT_PUBLIC_KEY_FILE ({self.jwt_public_key_file}) does not exist")
+        if self.jwt_public_keys_dir is not None and not self.jwt_public_keys_dir.is_dir():
+            raise ValueError(f"CODEAPI_JWT_PUBLIC_KEYS_DIR ({self.jwt_public_keys_dir}) is not a directory")
+        if self.auth_provider in ("librechat-jwt", "both") and not self.jwt_keys_configured:
+            raise ValueError(
+                f"CODEAPI_AUTH_PROVIDER={self.auth_provider} needs a verification key: CODEAPI_JWT_JWKS_JSON, "
+                "CODEAPI_JWT_PUBLIC_KEY(_FILE) or CODEAPI_JWT_PUBLIC_KEYS_DIR"
+            )
         return self
 
 

@@ -15,6 +15,7 @@ from codeapi.egress.gateway import EgressGateway
 from codeapi.execution.service import ExecutionService
 from codeapi.observability.loops import Loops
 from codeapi.observability.usage import UsageLedger
+from codeapi.sessions.owners import claimed_owner
 from codeapi.sessions.service import SessionService
 from codeapi.storage.metadata.base import ApiKeyRecord
 
@@ -69,5 +70,10 @@ def caller(request: Request) -> Caller:
 
 
 def token_user_id(request: Request) -> str | None:
-    """The user a verified Bearer token names: it outranks any user id the request body claims."""
+    """The owner id of a verified Bearer token's (tenant, user): it outranks any user id a request claims."""
     return caller(request).user_id
+
+
+def owner_id(request: Request, claimed: str | None) -> str | None:
+    """Who owns what the request creates: the token's owner, else the user the key's holder claims."""
+    return token_user_id(request) or claimed_owner(claimed)

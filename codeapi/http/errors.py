@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from codeapi.errors import CodeapiError, InvalidRequest, RateLimited
+from codeapi.errors import CodeapiError, ExecutionProfileError, InvalidRequest, RateLimited
 
 logger = structlog.get_logger(__name__)
 
@@ -37,15 +37,23 @@ def error_body(error: CodeapiError, request: Request) -> dict[str, Any]:
     body = envelope(error.message, error.error_type, request, details)
     if isinstance(error, RateLimited):
         body["retry_after_seconds"] = error.retry_after_s
+    if isinstance(error, ExecutionProfileError):
+        # The client matches the code in "error" (contract §4.5, §9.2); the sentence moves aside.
+        body.update(error=error.code, message=error.message)
+        body.update(expected_profile=error.expected, actual_profile=error.actual)
     return body
 
 
-async def on_codeapi_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, CodeapiError)
+def error_response(error: CodeapiError, request: Request) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after_s), **error.headers} if isinstance(error, RateLimited) else None
     if error.status >= 500:
         logger.error("request.failed", error_code=error.code, error=error.message)
     return JSONResponse(error_body(error, request), status_code=error.status, headers=headers)
+
+
+async def on_codeapi_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, CodeapiError)
+    return error_response(error, request)
 
 
 async def on_validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from codeapi.http.schemas import ENTITY_ID, FileRefIn, WireModel
+from codeapi.http.schemas import CLAIMED_USER_ID, ENTITY_ID, FileRefIn, WireModel
 
 
 class ToolResultIn(WireModel):
@@ -25,7 +25,7 @@ class ProgrammaticBody(WireModel):
     session_id: str | None = None
     files: list[FileRefIn] | None = None
     timeout: int | None = Field(None, ge=1000, le=300000, description="milliseconds per round")
-    user_id: str | None = None
+    user_id: CLAIMED_USER_ID = None
     entity_id: ENTITY_ID | None = None
     continuation_token: str | None = Field(None, max_length=200)
     tool_results: list[ToolResultIn] = []

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from codeapi.sessions.owners import claimed_owner
 
 ENTITY_ID = Annotated[str, Field(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+# A user id a body claims, read as the owner id it names: never the owner id of a token's user.
+CLAIMED_USER_ID = Annotated[str | None, AfterValidator(claimed_owner)]
 
 
 class WireModel(BaseModel):
@@ -38,7 +42,7 @@ class ExecBody(WireModel):
     lang: str
     code: str
     args: list[str] = []
-    user_id: str | None = None
+    user_id: CLAIMED_USER_ID = None
     files: list[FileRefIn] | None = None
     session_id: str | None = None
     entity_id: ENTITY_ID | None = None
@@ -101,9 +105,16 @@ class BatchUploadResponse(WireModel):
 
 
 class ObjectInfo(WireModel):
-    lastModified: str  # noqa: N815 - wire name
+    """One file's metadata, the official server's fields (contract §5.4, §9.4)."""
+
+    name: str  # "<session_id>/<file_id>", as the listings name it
+    version: str | None = None  # an object-store version id: files here have none
     originalFilename: str  # noqa: N815 - wire name
     size: int
+    lastModified: str  # noqa: N815 - wire name
+    etag: str
+    contentType: str  # noqa: N815 - wire name
+    readOnly: bool  # noqa: N815 - wire name
 
 
 class ErrorDetail(WireModel):

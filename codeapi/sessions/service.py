@@ -12,6 +12,7 @@ from codeapi.errors import FileNotFound, FileTooLarge, SessionBusy
 from codeapi.observability.metrics import STORED_BYTES, STORED_FILES
 from codeapi.sessions.ids import new_id
 from codeapi.sessions.names import content_type_for
+from codeapi.sessions.owners import owner_tenant
 from codeapi.storage import keys
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import FileRecord, MetadataStore, SessionRecord
@@ -130,6 +131,15 @@ class SessionService:
 
     async def list_files(self, session_id: str) -> list[FileRecord]:
         return await self.metadata.list_files(session_id)
+
+    async def reachable_from(self, session_id: str, tenant_id: str | None) -> bool:
+        """Whether a caller reaches the session's files by id: a token's caller (``tenant_id``) never
+        reaches a session that a user of another tenant owns; other callers hold no tenant."""
+        if tenant_id is None:
+            return True
+        session = await self.metadata.get_session(session_id)
+        owner = owner_tenant(session.user_id) if session is not None else None
+        return owner is None or owner == tenant_id
 
     def read(self, record: FileRecord) -> AsyncIterator[bytes]:
         return self.blobs.read(record.blob_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from codeapi.errors import FileNotFound, FileTooLarge, InvalidRequest
-from codeapi.http.deps import Services, token_user_id
+from codeapi.http.deps import Services, caller, owner_id
 from codeapi.http.multipart import ParsedForm, UploadedPart, parse_form
 from codeapi.http.schemas import (
     BatchFileOut,
@@ -46,12 +47,11 @@ async def read_upload(request: Request, services: Services) -> ParsedForm:
 
 
 def upload_owner(request: Request, form: ParsedForm) -> tuple[str | None, str | None]:
-    """(user id, entity id): a verified token's user, the User-Id header, or the resource id of a
+    """(owner id, entity id): a verified token's user, else the User-Id header or the resource id of a
     user-kind upload."""
-    user_id = (
-        token_user_id(request)
-        or request.headers.get("user-id")
-        or (form.fields.get("id") if form.fields.get("kind") == "user" else None)
+    user_id = owner_id(
+        request,
+        request.headers.get("user-id") or (form.fields.get("id") if form.fields.get("kind") == "user" else None),
     )
     entity_id = form.fields.get("entity_id") or (
         form.fields.get("id") if form.fields.get("kind") in ("agent", "skill") else None
@@ -124,18 +124,26 @@ async def upload_batch(request: Request, services: Services) -> BatchUploadRespo
     )
 
 
+def object_name(record: FileRecord) -> str:
+    return f"{record.session_id}/{record.file_id}"
+
+
+def etag(record: FileRecord) -> str:
+    return f'"{record.file_id}"'  # a file's bytes never change under its id
+
+
 def describe(record: FileRecord, detail: str) -> dict[str, Any]:
     session_id, file_id = record.session_id, record.file_id
     if detail == "summary":
         return {
-            "name": f"{session_id}/{file_id}",
+            "name": object_name(record),
             "fileId": file_id,
             "lastModified": iso_z(record.created_at),
         }
     if detail == "simple":
         return {"id": file_id, "name": record.name, "path": f"/mnt/data/{record.name}"}
     return {
-        "name": f"{session_id}/{file_id}",
+        "name": object_name(record),
         "id": file_id,
         "fileId": file_id,
         "storage_session_id": session_id,
@@ -143,23 +151,49 @@ def describe(record: FileRecord, detail: str) -> dict[str, Any]:
         "content": None,
         "size": record.size_bytes,
         "lastModified": iso_z(record.created_at),
-        "etag": f'"{file_id}"',
+        "etag": etag(record),
         "metadata": {"content-type": record.content_type, "original-filename": record.name},
         "contentType": record.content_type,
     }
 
 
+async def reachable_file(request: Request, services: Services, session_id: str, file_id: str) -> FileRecord:
+    """The file, unless it is not there or its session belongs to another tenant (the same 404)."""
+    reachable, record = await asyncio.gather(
+        services.sessions.reachable_from(session_id, caller(request).tenant_id),
+        services.sessions.find_file(session_id, file_id),
+    )
+    if not reachable or record is None:
+        raise FileNotFound()
+    return record
+
+
 @router.get("/files/{session_id}")
-async def list_files(session_id: str, services: Services, detail: str = Query("full")) -> list[dict[str, Any]]:
+async def list_files(
+    session_id: str, request: Request, services: Services, detail: str = Query("full")
+) -> list[dict[str, Any]]:
     """An unknown or expired session is an empty list, never 404: LibreChat treats errors as expiry."""
-    records = await services.sessions.list_files(session_id)
+    reachable, records = await asyncio.gather(
+        services.sessions.reachable_from(session_id, caller(request).tenant_id),
+        services.sessions.list_files(session_id),
+    )
+    if not reachable:
+        return []
     return [describe(record, detail if detail in ("summary", "simple") else "full") for record in records]
 
 
 @router.get("/sessions/{session_id}/objects/{file_id}", response_model=ObjectInfo)
-async def object_info(session_id: str, file_id: str, services: Services) -> ObjectInfo:
-    record = await services.sessions.get_file(session_id, file_id)
-    return ObjectInfo(lastModified=iso_z(record.created_at), originalFilename=record.name, size=record.size_bytes)
+async def object_info(session_id: str, file_id: str, request: Request, services: Services) -> ObjectInfo:
+    record = await reachable_file(request, services, session_id, file_id)
+    return ObjectInfo(
+        name=object_name(record),
+        originalFilename=record.name,
+        size=record.size_bytes,
+        lastModified=iso_z(record.created_at),
+        etag=etag(record),
+        contentType=record.content_type,
+        readOnly=record.read_only,
+    )
 
 
 def content_disposition(name: str) -> str:
@@ -172,8 +206,8 @@ def content_disposition(name: str) -> str:
 
 
 @router.get("/download/{session_id}/{file_id}")
-async def download(session_id: str, file_id: str, services: Services) -> StreamingResponse:
-    record = await services.sessions.get_file(session_id, file_id)
+async def download(session_id: str, file_id: str, request: Request, services: Services) -> StreamingResponse:
+    record = await reachable_file(request, services, session_id, file_id)
     chunks = services.sessions.read(record)
     try:
         first = await anext(chunks)
@@ -199,5 +233,7 @@ async def download(session_id: str, file_id: str, services: Services) -> Streami
 
 
 @router.delete("/files/{session_id}/{file_id}", status_code=204)
-async def delete_file(session_id: str, file_id: str, services: Services) -> None:
+@router.delete("/sessions/{session_id}/objects/{file_id}", status_code=204)  # the official server's name for it
+async def delete_file(session_id: str, file_id: str, request: Request, services: Services) -> None:
+    await reachable_file(request, services, session_id, file_id)
     await services.sessions.delete_file(session_id, file_id)
