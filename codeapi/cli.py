@@ -10,14 +10,24 @@ import sys
 from fastapi import FastAPI
 
 from codeapi.config import ConfigError, Settings
+from codeapi.config.server_tls import withhold_from_tls_clients
 
 
-def load_settings() -> Settings:
+def read_settings() -> Settings:
     try:
         return Settings.load()
     except ConfigError as error:
         print(f"codeapi: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
         raise SystemExit(2) from None
+
+
+def load_settings() -> Settings:
+    """The settings of a process that connects out or starts processes: once they are read, the guide's
+    SSL_CERT_FILE (the server's certificate) leaves its environment, so that no TLS client of this
+    process or of its children takes it for a CA bundle (codeapi/config/server_tls.py)."""
+    settings = read_settings()
+    withhold_from_tls_clients()
+    return settings
 
 
 def build_app() -> FastAPI:
@@ -38,7 +48,10 @@ def build_app() -> FastAPI:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = load_settings()
+    # Read, not loaded: build_app reads the settings again (in this process, or in API_RELOAD's worker,
+    # which inherits this environment) and must see the same SSL_CERT_FILE; that read withholds it,
+    # before the app opens a connection or starts a process.
+    settings = read_settings()
     if problems := host_problems(settings):
         for problem in problems:
             print(f"codeapi: cannot serve: {problem}", file=sys.stderr)  # noqa: T201
@@ -74,7 +87,7 @@ def host_problems(settings: Settings) -> list[str]:
 
 def check_host(_: argparse.Namespace) -> int:
     """Exit status 0 when this host can serve as configured; otherwise say what is missing."""
-    problems = host_problems(load_settings())
+    problems = host_problems(read_settings())
     for problem in problems:
         print(f"codeapi: {problem}", file=sys.stderr)  # noqa: T201
     if not problems:
