@@ -78,7 +78,7 @@ def state_notes(call: CallResult, limit_bytes: int) -> list[str]:
     if report is not None and report.state_too_large is not None:
         notes.append(
             f"Variables not saved: their serialised size ({report.state_too_large / MB:.1f} MB) exceeds "
-            f"the limit of {limit_bytes // MB} MB; a restarted session starts without them"
+            f"the limit of {limit_bytes // MB} MB; the next execution starts without them"
         )
     if call.worker_died:
         notes.append(RESTARTED_NOTE)

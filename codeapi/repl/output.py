@@ -28,13 +28,17 @@ class SandboxOutput:
         for fd in self.fds:
             os.set_blocking(fd, False)
 
-    def begin(self, cap: int) -> None:
-        """Start capturing for a call, up to ``cap`` bytes per stream."""
+    def begin(self, cap: int, carried: tuple[bytes, bytes] = (b"", b"")) -> None:
+        """Start capturing for a call, up to ``cap`` bytes per stream, after what ``carried`` holds
+        (stdout, stderr: what restoring the call's variables printed)."""
         self.sinks = {}
         for fd in self.fds:
             self.drain(fd, BETWEEN_CALLS_DRAIN_BYTES)
         self.overflowed = asyncio.Event()
         self.sinks = {fd: CappedStream(cap, bytearray()) for fd in self.fds}
+        for fd, data in zip(self.fds, carried, strict=True):
+            if self.sinks[fd].feed(data):
+                self.overflowed.set()
         for fd in self.open:
             self.loop.add_reader(fd, self.read_once, fd)
 

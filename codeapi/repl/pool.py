@@ -3,8 +3,9 @@
 * warm: started, never used, belonging to no session (SANDBOX_POOL_PY of them, refilled in the
   background in batches of SANDBOX_POOL_PARALLEL_BATCH every SANDBOX_POOL_REPLENISH_INTERVAL, or at
   once when a checkout empties the pool and SANDBOX_POOL_EXHAUSTION_TRIGGER is set).
-* hot: the sandbox a session's last call ran in, kept for that session only, so its next call skips
-  restoring state. It is handed back only to the same session at the same state revision; idle
+* hot: the sandbox a session's last call ran in, kept for that session only: its worker is replaced
+  right after the call by a fresh one that already holds the saved variables, so the next call
+  starts in a new process without waiting for a restore. It is handed back only to the same session at the same state revision; idle
   ones are destroyed after SANDBOX_TTL_MINUTES, and the least recently used once too many are kept.
 
 A sandbox is never given to a second session: when a session lets go of it, it is destroyed.
@@ -78,7 +79,7 @@ class ReplPool:
         zygote is not up within its start-up timeout."""
         kept = self.hot.pop(session_id, None)
         if kept is not None:
-            if kept.alive and kept.revision == revision and not self.too_old(kept):
+            if kept.revision == revision and not self.too_old(kept) and await kept.ready():
                 logger.debug("repl.reused", job_id=kept.job_id)
                 return kept
             self.discard(kept)
@@ -112,9 +113,11 @@ class ReplPool:
         return self.available
 
     def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
+        """``keep``: the session's next call may run here, in a new worker holding its variables."""
         if not (keep and sandbox.alive):
             self.discard(sandbox)
             return
+        sandbox.renew_in_background()
         self.hot[session_id] = sandbox
         self.hot.move_to_end(session_id)
         while len(self.hot) > self.policy.max_hot:

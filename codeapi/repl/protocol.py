@@ -35,6 +35,10 @@ WORKER_LINK_FD = 3
 
 SCRIPT_PATH = "/code/main.py"  # what tracebacks and sys.argv[0] show, as in a one-shot run
 
+# Bound at import, before any user code: a call that replaces ``json.dumps`` (a common way to make
+# it serialise dates) must not garble the worker's report of that very call.
+HEADER_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 
 class ProtocolError(Exception):
     """A peer sent something that is not a well-formed frame within the caps."""
@@ -163,7 +167,7 @@ def encode(message: Message) -> bytes:
         elif value is not None:
             header[item.name] = value.value if isinstance(value, Save) else value
     header["blobs"] = [[name, len(data)] for name, data in blobs.items()]
-    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded = HEADER_ENCODER.encode(header).encode()
     body_len = sum(len(data) for data in blobs.values())
     return b"".join((PREFIX.pack(len(encoded), body_len), encoded, *blobs.values()))
 

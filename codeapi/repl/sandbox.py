@@ -4,23 +4,26 @@ The runner starts the jail exactly as a one-shot run (``NsjailRunner.spawn``: ow
 pool, own job directories, own cgroup with MAX_MEMORY_MB, no network, the seccomp policy). Its
 first process says it is up and becomes ``catatonit``, a minimal init that holds the jail's
 namespaces and reaps orphans; then the zygote forks the worker into the jail (see zygote.py).
-Between calls the jail is frozen (``SandboxProcess.freeze``), so what a call left behind gets no CPU.
+
+Each call runs in a new process, as LibreChat tells its model: after a call the session keeps, the
+worker is replaced (``renew``, in the background, after the response) by a fresh one forked from
+the zygote that restores the variables the call saved. So only the variables carry over: no open
+figure, working directory, library setting, environment change, monkeypatch, signal handler,
+thread or child process of one call reaches the next. Between calls the jail's processes are
+stopped (jail.py), so nothing a call left behind runs until it is killed.
 
 The API is the worker's only peer and watches each call from outside the jail: it reads the
 worker's stdout and stderr pipes itself (capped while they stream), enforces the deadline, and
-when the code has returned it kills every other process in the jail's cgroup, so a kept sandbox
-carries no background process of one call into the time after it. A call that overruns, floods
-its output, crashes the worker or sends anything but its own report breaks the sandbox.
+when the code has returned it kills every other process in the jail's cgroup. A call that overruns,
+floods its output, crashes the worker or sends anything but its own report breaks the sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import os
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -35,12 +38,11 @@ import structlog
 from codeapi.errors import SandboxFailure
 from codeapi.languages.spec import LanguageSpec
 from codeapi.repl import protocol
+from codeapi.repl.jail import Jail, jailed_child
 from codeapi.repl.output import SandboxOutput
 from codeapi.repl.zygote_process import ZygoteProcess
-from codeapi.sandbox.cgroups import JobCgroup
 from codeapi.sandbox.policy import Bind, SandboxJob, SandboxLimits, SandboxResult, Termination
-from codeapi.sandbox.processes import signal_pinned
-from codeapi.sandbox.runner import NsjailRunner, SandboxProcess
+from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 
 logger = structlog.get_logger(__name__)
@@ -51,9 +53,6 @@ INIT = "/usr/bin/catatonit"
 # (/proc/1/mem) nor ptrace it, and the init (which outlives every call) cannot be made to run its code.
 EXECUTE_ONLY = 0o111
 READY_LINE = b"ready\n"
-# Once the other processes were sent SIGKILL, the call waits this long for them to be gone.
-STRAYS_WAIT_S = 1.0
-STRAYS_PAUSE_S = 0.002
 
 
 # The jail's pid 1: say so on stdout (namespaces, mounts, uid and seccomp are all in place once a
@@ -110,92 +109,24 @@ class CallResult:
         return self.report is not None and self.report.failed
 
 
-@dataclass
-class Jail:
-    """The processes of one sandbox, by host pid, and the runner's handle on its nsjail."""
-
-    sandbox: SandboxProcess
-    init_pid: int
-    init_pidfd: int  # readable once the init exited (user code may end it: the jail then dies)
-    worker_pid: int
-
-    @property
-    def cgroup(self) -> JobCgroup | None:
-        return self.sandbox.cgroup
-
-    @property
-    def running(self) -> bool:
-        return self.sandbox.process.returncode is None and not readable(self.init_pidfd)
-
-    def signal_others(self, keep_worker: bool, signum: int) -> int:
-        """Signal the jail's processes but its init and nsjail (and, with ``keep_worker``, the worker);
-        returns how many. Without cgroups the jail's processes are those in its pid namespace."""
-        spared = {self.init_pid, self.sandbox.process.pid}
-        spared |= {self.worker_pid} if keep_worker else set()
-        if self.cgroup is not None:
-            return self.cgroup.signal(frozenset(spared), signum)
-        namespace = pid_namespace(self.init_pid)
-        if namespace is None:
-            return 0
-        in_jail = pid_namespace_members(namespace)
-        return signal_pinned(in_jail, frozenset(spared), lambda pid: pid_namespace(pid) == namespace, signum)
-
-    async def kill_others(self, keep_worker: bool) -> None:
-        """Until no other process is left to kill (pids.max bounds any fork race)."""
-        give_up = time.monotonic() + STRAYS_WAIT_S
-        while self.signal_others(keep_worker, signal.SIGKILL):
-            if time.monotonic() > give_up:
-                logger.warning("repl.strays_survived", init_pid=self.init_pid)
-                return
-            await asyncio.sleep(STRAYS_PAUSE_S)
-
-    async def freeze_when_reaped(self) -> None:
-        """Freeze the jail once the worker and the init have reaped the call's killed processes (a
-        zombie would hold a slot of the pids limit until the next call); bounded by STRAYS_WAIT_S."""
-        give_up = time.monotonic() + STRAYS_WAIT_S
-        while (has_children(self.worker_pid) or has_children(self.init_pid)) and time.monotonic() < give_up:
-            await asyncio.sleep(STRAYS_PAUSE_S)
-        self.sandbox.freeze()
-
-
-def has_children(pid: int) -> bool:
-    """Whether any thread of ``pid`` has a child (zombies included)."""
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return False
-    for thread in threads:
-        try:
-            if Path(f"/proc/{pid}/task/{thread}/children").read_text().strip():
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def readable(fd: int) -> bool:
-    """Whether ``fd`` polls readable now (poll, not select: a descriptor may be numbered >= 1024)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def pid_namespace(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/pid").st_ino
-    except OSError:
-        return None
-
-
-def pid_namespace_members(namespace: int) -> list[int]:
-    """Host processes in the pid namespace ``namespace`` (an inode number)."""
-    return [int(name) for name in os.listdir("/proc") if name.isdigit() and pid_namespace(int(name)) == namespace]
-
-
 class Lifecycle(enum.Enum):
     FRESH = "fresh"  # started, no user code ran in it yet: /mnt/data may take a call's inputs
     USED = "used"  # user code ran in it; alive between calls (a kept or returned sandbox)
     BROKEN = "broken"  # cannot take another call: it is being or will be destroyed
+
+
+@dataclass
+class WorkerLink:
+    """The API's side of one worker: its host pid, its link, and the pipes of its stdout and stderr."""
+
+    pid: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    output: SandboxOutput
+
+    def close(self) -> None:
+        self.writer.close()
+        self.output.close()
 
 
 @dataclass
@@ -205,33 +136,34 @@ class ReplSandbox:
     dirs: JobDirs
     jail: Jail
     stack: AsyncExitStack
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    output: SandboxOutput
+    worker: WorkerLink
     created_at: float = field(default_factory=time.monotonic)
     last_used_at: float = field(default_factory=time.monotonic)
     lifecycle: Lifecycle = Lifecycle.FRESH
     revision: str | None = None  # the saved state this sandbox's namespace corresponds to
     # /mnt/data as the last call left it: name -> (file id, fingerprint), kept by the execution layer
     manifest: dict[str, tuple[str, object]] = field(default_factory=dict)
+    saved_state: bytes | None = None  # what the last call saved, for the worker that replaces it
+    # What restoring the variables printed (stdout, stderr): part of the next call's output, as it
+    # would be in a new process that restores them first.
+    carried_output: tuple[bytes, bytes] = (b"", b"")
+    renewal: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
         return self.lifecycle is not Lifecycle.BROKEN and self.jail.running
-
-    @property
-    def cgroup(self) -> JobCgroup | None:
-        return self.jail.cgroup
 
     async def call(
         self, code: str, args: tuple[str, ...], timeout_s: float, save: protocol.Save, restore: bytes | None
     ) -> CallResult:
         self.lifecycle = Lifecycle.USED
         request = protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore)
-        self.jail.sandbox.thaw()  # kept sandboxes sleep frozen between calls
-        if self.cgroup is not None:
-            self.cgroup.mark()
-        self.output.begin(self.launcher.limits.output_bytes)
+        output = self.worker.output
+        self.jail.resume()  # kept sandboxes sleep stopped between calls
+        if self.jail.cgroup is not None:
+            self.jail.cgroup.mark()
+        output.begin(self.launcher.limits.output_bytes, self.carried_output)
+        self.carried_output = (b"", b"")
         started = time.monotonic()
         try:
             ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
@@ -240,7 +172,7 @@ class ReplSandbox:
         except BaseException:
             self.lifecycle = Lifecycle.BROKEN  # cancelled mid-call: the sandbox is in an unknown state
             raise
-        stdout, stderr = self.output.finish()
+        stdout, stderr = output.finish()
         if ending is Termination.EXITED and (stdout.truncated or stderr.truncated):
             ending = Termination.OUTPUT_LIMIT  # printed over the cap just before it reported
             await self.jail.kill_others(keep_worker=False)
@@ -252,10 +184,11 @@ class ReplSandbox:
             self.lifecycle = Lifecycle.BROKEN
             report = None
             ending, exit_code = await self.abnormal_end(ending)
-        else:
-            await self.jail.freeze_when_reaped()  # leftover threads get no CPU until the next call
-        output = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
-        return CallResult(SandboxResult(exit_code, *output, wall_ms, ending), report, worker_died)
+        elif not await self.jail.pause():  # what the call left running does nothing until renew kills it
+            self.lifecycle = Lifecycle.BROKEN
+        self.saved_state = report.state if report is not None else None
+        result = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
+        return CallResult(SandboxResult(exit_code, *result, wall_ms, ending), report, worker_died)
 
     async def exchange(
         self, request: bytes, call: str, timeout_s: float
@@ -267,7 +200,7 @@ class ReplSandbox:
         an earlier call cannot know the name). Only the report leaves the worker alive.
         """
         reading = asyncio.ensure_future(self.send_and_read(request))
-        overflow = asyncio.ensure_future(self.output.overflowed.wait())
+        overflow = asyncio.ensure_future(self.worker.output.overflowed.wait())
         try:
             done, _ = await asyncio.wait({reading, overflow}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -286,24 +219,72 @@ class ReplSandbox:
         return (Termination.OUTPUT_LIMIT if overflow in done else Termination.TIMEOUT), None
 
     async def send_and_read(self, request: bytes) -> protocol.Message:
-        self.writer.write(request)
-        await self.writer.drain()
-        return await read_message(self.reader, self.launcher.max_frame_bytes)
+        self.worker.writer.write(request)
+        await self.worker.writer.drain()
+        return await read_message(self.worker.reader, self.launcher.max_frame_bytes)
 
     async def abnormal_end(self, ending: Termination | None) -> tuple[Termination, int]:
         """How a call that broke the sandbox ended (None: the worker died or broke the protocol)."""
         if ending is not None:
             return ending, -signal.SIGKILL
         status = await self.launcher.zygote.exit_status(self.jail.worker_pid)
-        if self.cgroup is not None and self.cgroup.hit_memory_limit():
+        if self.jail.cgroup is not None and self.jail.cgroup.hit_memory_limit():
             return Termination.MEMORY, 128 + signal.SIGKILL
         if status is not None and status < 0:
             return Termination.SIGNALLED, 128 - status
         return Termination.EXITED, status if status is not None else 1
 
+    def renew_in_background(self) -> None:
+        """Start replacing the worker (the session keeps this sandbox); ``ready`` waits for it."""
+        self.renewal = asyncio.create_task(self.renew())
+        self.renewal.add_done_callback(self.note_renewal_failure)
+
+    async def renew(self) -> None:
+        """Kill the worker and everything it left, fork a fresh one into the same jail, restore the
+        variables the last call saved there, and stop it until the next call."""
+        state, self.saved_state = self.saved_state, None
+        try:
+            await self.jail.kill_others(keep_worker=False)
+            await self.jail.wait_reaped()
+            self.worker.close()
+            deadline = time.monotonic() + self.launcher.warmup_timeout_s
+            self.worker = await start_worker(self.launcher, self.jail, self.dirs.uid, deadline)
+            self.jail.worker_pid = self.worker.pid
+            if state is not None:
+                await self.restore(state, deadline)
+            if not await self.jail.pause():
+                raise SandboxFailure("the renewed worker could not be stopped")
+        except BaseException:
+            self.lifecycle = Lifecycle.BROKEN
+            raise
+
+    async def restore(self, state: bytes, deadline: float) -> None:
+        """Unpickle the variables in the new worker now, not in the next call: what that printed
+        (a warning, a failure to restore) is shown with the next call's output."""
+        request = protocol.Run(secrets.token_hex(16), b"", (), protocol.Save.NEVER, state)
+        self.worker.output.begin(self.launcher.limits.output_bytes)
+        ending, _ = await self.exchange(protocol.encode(request), request.call, max(deadline - time.monotonic(), 0.01))
+        await self.jail.kill_others(keep_worker=ending is Termination.EXITED)
+        stdout, stderr = self.worker.output.finish()
+        if ending is not Termination.EXITED:
+            raise SandboxFailure(f"restoring the variables in a new worker failed ({ending})")
+        self.carried_output = (bytes(stdout.data), bytes(stderr.data))
+
+    def note_renewal_failure(self, renewal: asyncio.Task[None]) -> None:
+        if not renewal.cancelled() and renewal.exception() is not None:
+            logger.warning("repl.renewal_failed", job_id=self.job_id, error=repr(renewal.exception()))
+
+    async def ready(self) -> bool:
+        """Whether the sandbox can take a call, once its worker's renewal (if any) has ended."""
+        if self.renewal is not None:
+            await asyncio.wait({self.renewal})
+        return self.alive
+
     async def destroy(self) -> None:
         self.lifecycle = Lifecycle.BROKEN
-        self.writer.close()
+        if self.renewal is not None:
+            self.renewal.cancel()
+            await asyncio.wait({self.renewal})
         await self.stack.aclose()
 
 
@@ -312,14 +293,6 @@ async def read_message(reader: asyncio.StreamReader, max_frame_bytes: int) -> pr
     protocol.check_lengths(header_len, body_len, max_frame_bytes)
     header = protocol.parse_header(await reader.readexactly(header_len), body_len)
     return protocol.split_body(header, await reader.readexactly(body_len))
-
-
-def jailed_child(nsjail_pid: int) -> int:
-    """The jail's init, by host pid: nsjail's only child in ONCE mode."""
-    children = Path(f"/proc/{nsjail_pid}/task/{nsjail_pid}/children").read_text().split()
-    if len(children) != 1:
-        raise SandboxFailure(f"nsjail has {len(children)} children, expected 1")
-    return int(children[0])
 
 
 async def start_sandbox(launcher: ReplLauncher) -> ReplSandbox:
@@ -337,48 +310,62 @@ async def start_sandbox(launcher: ReplLauncher) -> ReplSandbox:
 
 async def launch(launcher: ReplLauncher, job_id: str, dirs: JobDirs, stack: AsyncExitStack) -> ReplSandbox:
     deadline = time.monotonic() + launcher.warmup_timeout_s
+    sandbox_process = await launcher.runner.spawn(jail_job(launcher, job_id, dirs), stderr=asyncio.subprocess.DEVNULL)
+    stack.push_async_callback(sandbox_process.close)
+    process = sandbox_process.process
+    await wait_ready(process, dirs, job_id, deadline)
+    init_pid = jailed_child(process.pid)
+    pidfd = os.pidfd_open(init_pid)
+    stack.callback(os.close, pidfd)
+    if jailed_child(process.pid) != init_pid:  # the pidfd must name the jail's init itself
+        raise SandboxFailure("the jail's init changed while it was being joined")
+    jail = Jail(sandbox_process, init_pid, pidfd, worker_pid=0)
+    worker = await start_worker(launcher, jail, dirs.uid, deadline)
+    jail.worker_pid = worker.pid
+    sandbox = ReplSandbox(launcher, job_id, dirs, jail, stack, worker)
+    stack.callback(lambda: sandbox.worker.close())  # whichever worker it holds by then
+    if not await jail.pause():  # until its first call
+        raise SandboxFailure("the new worker could not be stopped")
+    return sandbox
+
+
+async def start_worker(launcher: ReplLauncher, jail: Jail, uid: int, deadline: float) -> WorkerLink:
+    """Have the zygote fork a worker into the jail, and wait until it says it is ready."""
     api_end, worker_end = socket.socketpair()
-    stack.callback(api_end.close)
     stdout_read, stdout_write = os.pipe()
     stderr_read, stderr_write = os.pipe()
     output = SandboxOutput(stdout_read, stderr_read)
-    stack.callback(output.close)
-    with contextlib.ExitStack() as handed_over:  # the API's copies of what the worker keeps
-        handed_over.callback(worker_end.close)
-        for fd in (stdout_write, stderr_write):
-            handed_over.callback(os.close, fd)
-        sandbox_process = await launcher.runner.spawn(
-            jail_job(launcher, job_id, dirs), stderr=asyncio.subprocess.DEVNULL, freezable=True
-        )
-        stack.push_async_callback(sandbox_process.close)
-        process = sandbox_process.process
-        await wait_ready(process, dirs, job_id, deadline)
-        init_pid = jailed_child(process.pid)
-        pidfd = os.pidfd_open(init_pid)
-        stack.callback(os.close, pidfd)
-        if jailed_child(process.pid) != init_pid:  # the pidfd must name the jail's init itself
-            raise SandboxFailure("the jail's init changed while it was being joined")
-        worker_pid = await launcher.zygote.spawn(
-            init_pid,
-            pidfd,
-            (worker_end.fileno(), stdout_write, stderr_write),
-            dirs.uid,
-            [str(path) for path in cgroup.worker_dirs()] if (cgroup := sandbox_process.cgroup) else [],
-            launcher.max_state_bytes,
-        )
-    reader, writer = await asyncio.open_unix_connection(sock=api_end)
-    jail = Jail(sandbox_process, init_pid, pidfd, worker_pid)
-    sandbox = ReplSandbox(launcher, job_id, dirs, jail, stack, reader, writer, output)
+    writer: asyncio.StreamWriter | None = None
     try:
-        ready = await asyncio.wait_for(
-            read_message(reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
-        )
-    except (TimeoutError, asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
-        raise SandboxFailure(f"the REPL worker did not become ready ({type(error).__name__})") from error
-    if not isinstance(ready, protocol.Ready):
-        raise SandboxFailure(f"the REPL worker sent {type(ready).__name__} instead of Ready")
-    sandbox_process.freeze()  # until its first call
-    return sandbox
+        try:
+            pid = await launcher.zygote.spawn(
+                jail.init_pid,
+                jail.init_pidfd,
+                (worker_end.fileno(), stdout_write, stderr_write),
+                uid,
+                [str(path) for path in jail.cgroup.worker_dirs()] if jail.cgroup is not None else [],
+                launcher.max_state_bytes,
+            )
+        finally:  # the API's copies of what the worker keeps
+            worker_end.close()
+            os.close(stdout_write)
+            os.close(stderr_write)
+        reader, writer = await asyncio.open_unix_connection(sock=api_end)
+        try:
+            ready = await asyncio.wait_for(
+                read_message(reader, protocol.SMALL_FRAME_BYTES), max(deadline - time.monotonic(), 0.01)
+            )
+        except (TimeoutError, asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
+            raise SandboxFailure(f"the REPL worker did not become ready ({type(error).__name__})") from error
+        if not isinstance(ready, protocol.Ready):
+            raise SandboxFailure(f"the REPL worker sent {type(ready).__name__} instead of Ready")
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        api_end.close()
+        output.close()
+        raise
+    return WorkerLink(pid, reader, writer, output)
 
 
 async def wait_ready(process: asyncio.subprocess.Process, dirs: JobDirs, job_id: str, deadline: float) -> None:

@@ -25,9 +25,6 @@ from codeapi.sandbox.cgroups import (
 
 # Each controller with a file every non-root cgroup of its v1 flavour has.
 CONTROLLERS = {"memory": "memory.limit_in_bytes", "pids": "pids.max", "cpu": "cpu.cfs_quota_us"}
-# Optional: kept sandboxes are frozen between calls where it is mounted. One-shot jobs stay out of it:
-# each v1 hierarchy a process joins costs an RCU grace period (about a millisecond) at placement.
-FREEZER = "freezer"
 
 
 @dataclass(eq=False)
@@ -68,25 +65,7 @@ class V1JobCgroup(JobCgroup):
             with contextlib.suppress(OSError):
                 (self.path("memory") / name).write_text("0")
 
-    def freeze(self) -> None:
-        if FREEZER in self.controllers:
-            # Missing: a dead instance's directory half removed already; nothing in it can run.
-            with contextlib.suppress(FileNotFoundError):
-                (self.path(FREEZER) / "freezer.state").write_text("FROZEN")
-
-    def thaw(self) -> None:
-        """This cgroup and every one below it, top down: a v1 child frozen by itself stays frozen when
-        only its parent thaws (an instance's owner directory whose process died with kept sandboxes)."""
-        if FREEZER not in self.controllers:
-            return
-        top = self.path(FREEZER)
-        for state in sorted(top.rglob("freezer.state"), key=lambda path: len(path.parts)):
-            with contextlib.suppress(FileNotFoundError):
-                state.write_text("THAWED")
-
     def kill(self) -> None:
-        if FREEZER in self.controllers:
-            self.kill_frozen()  # a frozen v1 task acts on SIGKILL only once thawed
         self.kill_by_signal()
 
     def remove_dirs(self) -> None:
@@ -99,8 +78,10 @@ class CgroupsV1(Cgroups):
 
     def __init__(self, root: Path = CGROUP_ROOT) -> None:
         self.root = root
-        optional = (FREEZER,) if (root / FREEZER / "cgroup.procs").is_file() else ()
-        self.controllers: tuple[str, ...] = (*CONTROLLERS, *optional)
+        # No freezer: a task frozen by the v1 freezer ignores SIGKILL until it is thawed, so a jail
+        # frozen when its API died (SIGKILL, OOM kill, `docker kill`) could never be killed, nor its
+        # container stopped. Kept sandboxes are stopped with SIGSTOP instead (repl/sandbox.py).
+        self.controllers: tuple[str, ...] = tuple(CONTROLLERS)
 
     def prepare(self) -> None:
         for controller in self.controllers:
@@ -140,10 +121,9 @@ class CgroupsV1(Cgroups):
     def enable_children(self, path: Path) -> None:
         """Nothing to do: a v1 hierarchy's controller applies to every cgroup in it."""
 
-    def create_job(self, name: str, limits: JobLimits, freezable: bool = False) -> V1JobCgroup:
-        controllers = self.controllers if freezable else tuple(c for c in self.controllers if c != FREEZER)
-        cgroup = V1JobCgroup(name, self.root, controllers)
-        for controller in controllers:
+    def create_job(self, name: str, limits: JobLimits) -> V1JobCgroup:
+        cgroup = V1JobCgroup(name, self.root, self.controllers)
+        for controller in self.controllers:
             cgroup.path(controller).mkdir(exist_ok=True)
         memory = cgroup.path("memory")
         (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,20 +111,17 @@ class V2JobCgroup(JobCgroup):
         self.oom_kills_before = event_count(self.path / "memory.events", "oom_kill")
         self.marked = True
 
-    def freeze(self) -> None:
-        (self.path / "cgroup.freeze").write_text("1")
-
-    def thaw(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.path / "cgroup.freeze").write_text("0")
-
     def kill(self) -> None:
-        """cgroup.kill (Linux 5.14) kills the whole tree at once, frozen or not; before it, the
-        freezer keeps the members from forking while they are signalled. Then wait for the end."""
+        """cgroup.kill (Linux 5.14) kills the whole tree at once; before it, the v2 freezer keeps the
+        members from forking while they are signalled (unlike v1's, it lets a fatal signal through).
+        Then wait for the end."""
         try:
             (self.path / "cgroup.kill").write_text("1")
         except FileNotFoundError:
-            self.kill_frozen()
+            (self.path / "cgroup.freeze").write_text("1")
+            self.signal(frozenset(), signal.SIGKILL)
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / "cgroup.freeze").write_text("0")
         self.kill_by_signal()
 
     def remove_dirs(self) -> None:
@@ -212,7 +210,7 @@ class CgroupsV2(Cgroups):
     def enable_children(self, path: Path) -> None:
         self.enable(path)
 
-    def create_job(self, name: str, limits: JobLimits, freezable: bool = False) -> V2JobCgroup:
+    def create_job(self, name: str, limits: JobLimits) -> V2JobCgroup:
         cgroup = self.job(name)
         cgroup.path.mkdir(exist_ok=True)
         (cgroup.path / "memory.max").write_text(str(limits.memory_bytes))

@@ -92,14 +92,8 @@ class JobCgroup(ABC):
         """Start counting memory peaks and out-of-memory kills from here (a kept sandbox's next call)."""
 
     @abstractmethod
-    def freeze(self) -> None: ...
-
-    @abstractmethod
-    def thaw(self) -> None: ...
-
-    @abstractmethod
     def kill(self) -> None:
-        """SIGKILL everything inside until nothing is left (frozen members too)."""
+        """SIGKILL everything inside until nothing is left."""
 
     @abstractmethod
     def remove_dirs(self) -> None: ...
@@ -110,12 +104,6 @@ class JobCgroup(ABC):
     def signal(self, spared: frozenset[int], signum: int) -> int:
         """Send ``signum`` once to every process inside but ``spared``; returns how many."""
         return signal_pinned(self.members(), spared, self.contains, signum)
-
-    def kill_frozen(self) -> None:
-        """Signal every member while none can fork, then let them act on it (they die thawed)."""
-        self.freeze()
-        self.signal(frozenset(), signal.SIGKILL)
-        self.thaw()
 
     def kill_by_signal(self) -> None:
         """SIGKILL every member until none is left (pids.max bounds any fork race)."""
@@ -150,8 +138,7 @@ class Cgroups(ABC):
     def ready(self) -> bool: ...
 
     @abstractmethod
-    def create_job(self, name: str, limits: JobLimits, freezable: bool = False) -> JobCgroup:
-        """``freezable``: the job will be frozen (a kept sandbox); one-shot jobs skip what that costs."""
+    def create_job(self, name: str, limits: JobLimits) -> JobCgroup: ...
 
     @abstractmethod
     def job(self, name: str) -> JobCgroup:
@@ -165,10 +152,10 @@ class Cgroups(ABC):
     def enable_children(self, path: Path) -> None:
         """Make the controllers available to the children of ``path``."""
 
-    def create(self, job_id: str, limits: JobLimits, freezable: bool = False) -> JobCgroup:
+    def create(self, job_id: str, limits: JobLimits) -> JobCgroup:
         if not self.owner:
             raise CgroupUnavailable("no owner directory: claim() comes before the first job")
-        return self.create_job(f"{self.owner}/{job_id}", limits, freezable)
+        return self.create_job(f"{self.owner}/{job_id}", limits)
 
     def claim(self) -> None:
         """Create and lock this instance's owner directory: its pid, or the pid with a suffix when

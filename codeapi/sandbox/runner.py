@@ -64,15 +64,6 @@ class SandboxProcess:
     resources: AsyncExitStack  # what lives exactly as long as the jail (its network namespace)
     started: float = field(default_factory=time.monotonic)
 
-    def freeze(self) -> None:
-        """Stop every process inside from running (a kept sandbox between calls)."""
-        if self.cgroup is not None:
-            self.cgroup.freeze()
-
-    def thaw(self) -> None:
-        if self.cgroup is not None:
-            self.cgroup.thaw()
-
     async def close(self) -> None:
         # Shielded: a second cancellation (shutdown after a client disconnect) must not interrupt
         # the kill and leave the jail running until nsjail's own backstop.
@@ -80,7 +71,6 @@ class SandboxProcess:
 
     async def stop_and_remove(self) -> None:
         try:
-            self.thaw()  # nsjail's SIGTERM handling must reach a frozen jail
             await stop(self.process)
         finally:
             try:
@@ -117,18 +107,15 @@ class NsjailRunner:
         self.seccomp_policy = seccomp_policy
         self.live: set[SandboxProcess] = set()
 
-    async def spawn(
-        self, job: SandboxJob, stdout: int = PIPE, stderr: int = PIPE, freezable: bool = False
-    ) -> SandboxProcess:
-        """Create the job's cgroup and start nsjail inside it; the caller must ``close`` the jail.
-        ``freezable``: the jail will be frozen between uses (a kept REPL sandbox)."""
+    async def spawn(self, job: SandboxJob, stdout: int = PIPE, stderr: int = PIPE) -> SandboxProcess:
+        """Create the job's cgroup and start nsjail inside it; the caller must ``close`` the jail."""
         resources = AsyncExitStack()
         cgroup = None
         try:
             job = await resources.enter_async_context(self.networked(job))
             if self.cgroups is not None:
                 limits = JobLimits(job.limits.memory_mb * MB, job.limits.processes)
-                cgroup = self.cgroups.create(job.job_id, limits, freezable)
+                cgroup = self.cgroups.create(job.job_id, limits)
             placement = cgroup.placement_argv() if cgroup is not None else []
             argv = [*placement, *render(self.nsjail_binary, job, self.isolation, self.seccomp_policy)]
             process = await asyncio.create_subprocess_exec(

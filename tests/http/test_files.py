@@ -255,18 +255,18 @@ async def test_a_read_only_file_rewritten_in_place_is_served_as_uploaded_next_ti
 
 
 async def test_an_untouched_read_only_file_lets_the_kept_sandbox_serve_the_next_call(client: httpx.AsyncClient) -> None:
-    """Its content still matches what was staged, so the session's live interpreter is reused:
-    a lock (which no saved state can carry) is still there."""
+    """Its content still matches what was staged, so the session's kept sandbox is reused: a file in
+    its private /tmp (which a fresh sandbox would not have) is still there."""
     await wait_until_warm(client)
     ref = await upload_read_only_skill(client)
-    first = await run(client, "py", "import threading\nlive = threading.Lock()", files=[ref])
+    first = await run(client, "py", "open('/tmp/kept-sandbox', 'w').close()", files=[ref])
 
     second = await run(
         client,
         "py",
-        "print(type(live).__name__, open('skills/demo/SKILL.md').read())",
+        "import os\nprint(os.path.exists('/tmp/kept-sandbox'), open('skills/demo/SKILL.md').read())",
         session_id=first["session_id"],
         files=[ref],
     )
 
-    assert second["stdout"] == "lock # demo\n\n"
+    assert second["stdout"] == "True # demo\n\n"

@@ -1,4 +1,5 @@
-"""A kept sandbox is frozen between calls: what a call left running gets no CPU until the next call."""
+"""A kept sandbox runs nothing between calls: what a call left running is stopped when the call
+ends and killed when its worker is replaced, and the next call runs in a new process."""
 
 from __future__ import annotations
 
@@ -7,33 +8,40 @@ from pathlib import Path
 
 import httpx
 
+from codeapi.repl.jail import stopped
 from tests.conftest import run
 from tests.repl.conftest import pool_of
 
 BUSY_THREAD = """
-import threading
+import os, threading
 def spin():
     while True:
         pass
 threading.Thread(target=spin, daemon=True).start()
-print("spinning")
+print(os.getpid())
 """
 
 
 def cpu_ticks(pid: int) -> int:
-    """User plus system time of every thread of ``pid``, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User plus system time of every thread of ``pid``, in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
     return int(fields[11]) + int(fields[12])
 
 
-async def test_a_leftover_thread_burns_no_cpu_while_its_sandbox_is_idle(warm: httpx.AsyncClient) -> None:
+async def test_a_leftover_thread_dies_with_its_call_and_nothing_runs_while_the_sandbox_is_idle(
+    warm: httpx.AsyncClient,
+) -> None:
     body = await run(warm, "py", BUSY_THREAD)
-    assert body["stdout"] == "spinning\n"
-    worker = pool_of(warm).hot[body["session_id"]].jail.worker_pid
-    await asyncio.sleep(0.3)  # freezing completes asynchronously
-    idle_from = cpu_ticks(worker)
+    sandbox = pool_of(warm).hot[body["session_id"]]
+    assert await sandbox.ready()
+    idle = sandbox.jail.others(keep_worker=False)
+    assert idle == [sandbox.jail.worker_pid]  # the new worker only: the spinning one is gone
+    assert all(stopped(pid) for pid in idle)
+    idle_from = sum(map(cpu_ticks, idle))
     await asyncio.sleep(1.0)
-    assert cpu_ticks(worker) == idle_from
-    during = await run(warm, "py", "import time\ntime.sleep(0.5)\nprint('thawed')", session_id=body["session_id"])
-    assert during["stdout"] == "thawed\n"
-    assert cpu_ticks(worker) > idle_from  # the thread ran again during the call
+    assert sum(map(cpu_ticks, idle)) == idle_from
+    during = await run(warm, "py", "import os\nprint(os.getpid())", session_id=body["session_id"])
+    assert during["stdout"] != body["stdout"]  # a new process

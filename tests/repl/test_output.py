@@ -24,8 +24,8 @@ print("started")
 
 
 async def test_a_thread_printing_between_calls_gets_at_most_a_pipes_worth_out(warm: httpx.AsyncClient) -> None:
-    """Nobody drains the pipes between calls (and the sandbox is frozen then): the thread gets at most
-    a pipe's worth out instead of making the API read (and drop) its output as fast as it can write."""
+    """Nobody drains the pipes between calls (and the call's worker is stopped, then replaced): the
+    thread gets at most a pipe's worth out instead of making the API read (and drop) its output."""
     body = await run(warm, "py", SPAM_AFTER_THE_CALL)
     assert body["stdout"] == "started\n"
     await asyncio.sleep(1.5)

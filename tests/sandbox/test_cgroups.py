@@ -1,7 +1,8 @@
-"""Job cgroups on this host's hierarchy: limits, freezing, and start-up sweeps that spare live owners."""
+"""Job cgroups on this host's hierarchy: limits, killing, and start-up sweeps that spare live owners."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 import uuid
@@ -35,11 +36,6 @@ def hierarchy() -> Iterator[Cgroups]:
     found.release()
 
 
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 def test_a_job_cgroup_carries_the_memory_limit_without_swap_and_its_process_cap(hierarchy: Cgroups) -> None:
     cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS)
     assert cgroup.name == f"{hierarchy.owner}/{cgroup.name.split('/')[1]}"
@@ -62,8 +58,9 @@ def test_a_job_cgroup_carries_the_memory_limit_without_swap_and_its_process_cap(
     assert cgroup.name not in hierarchy.job_names()
 
 
-def test_a_frozen_job_gets_no_cpu_until_thawed_and_is_killed_even_when_frozen(hierarchy: Cgroups) -> None:
-    cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS, freezable=True)
+def test_removing_a_job_kills_its_stopped_processes(hierarchy: Cgroups) -> None:
+    # Kept sandboxes sleep stopped (SIGSTOP) between calls; removing the job must still end them.
+    cgroup = hierarchy.create(f"test-{uuid.uuid4().hex[:8]}", LIMITS)
     place = " ".join(f"echo 0 > {path}/cgroup.procs;" for path in cgroup.worker_dirs())
     with subprocess.Popen(["sh", "-c", f"{place} exec sh -c 'while :; do :; done'"]) as spinner:
         try:
@@ -71,15 +68,7 @@ def test_a_frozen_job_gets_no_cpu_until_thawed_and_is_killed_even_when_frozen(hi
             while spinner.pid not in cgroup.members():
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            cgroup.freeze()
-            time.sleep(0.2)  # freezing completes asynchronously
-            frozen_at = cpu_ticks(spinner.pid)
-            time.sleep(0.5)
-            assert cpu_ticks(spinner.pid) == frozen_at
-            cgroup.thaw()
-            time.sleep(0.3)
-            assert cpu_ticks(spinner.pid) > frozen_at
-            cgroup.freeze()
+            spinner.send_signal(signal.SIGSTOP)
             cgroup.remove()
             assert spinner.wait(timeout=5) == -9
         finally:

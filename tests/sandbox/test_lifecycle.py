@@ -92,3 +92,30 @@ def test_start_up_reaps_what_a_crashed_api_left(test_root: Path) -> None:
         assert httpx.get(f"{restarted.url}/health").status_code == 200
     finally:
         restarted.stop()
+
+
+def test_an_api_killed_while_python_sandboxes_sleep_leaves_none_that_cannot_be_killed(test_root: Path) -> None:
+    # Expected: kept Python sandboxes sleep between calls; SIGKILL to the API then (as an OOM kill
+    # or `docker kill` would) must not leave any of their processes unkillable. A task frozen by
+    # the cgroup-v1 freezer ignores SIGKILL, which kept a killed API container "Up" for ever.
+    root = test_root / "killed-asleep"
+    crashed = Replica(root, {"SANDBOX_UID": LIFECYCLE_UID})
+    crashed.wait_ready()
+    for session in range(3):
+        body = httpx.post(
+            f"{crashed.url}/exec",
+            json={"lang": "py", "code": f"kept = {session}"},
+            headers={"x-api-key": API_KEY},
+            timeout=60,
+        ).json()
+        assert body["stderr"] == "", body
+    os.kill(crashed.process.pid, 9)
+    crashed.stop()
+    asleep = [int(entry.partition(":")[0]) for entry in sandbox_processes(UIDS)]
+    assert asleep, "the kept sandboxes should outlive the API until the next start reaps them"
+    for pid in asleep:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            continue
+    wait_for(lambda: not sandbox_processes(UIDS), "every sandbox process to die of SIGKILL", 10)
