@@ -27,7 +27,7 @@ def marker_processes() -> list[int]:
     return found
 
 
-def wait_until(condition: Callable[[], bool], limit_s: float = 20) -> None:
+def wait_until(condition: Callable[[], bool], limit_s: float = 60) -> None:
     """Poll rather than time: a loaded machine may start or reap the sandbox late."""
     deadline = time.monotonic() + limit_s
     while not condition():

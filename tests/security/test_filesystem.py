@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from tests.security.conftest import Hostile, execute
 
@@ -63,20 +67,51 @@ async def test_sandbox_base_dir_is_invisible(hostile: Hostile) -> None:
     assert "No such file or directory" in body["stderr"]
 
 
+# The victim's side of a test: it signals from its /mnt/data that its files exist, and the test, from
+# the host, tells it when it may end; neither waits a fixed time.
+VICTIM_READY = "victim-ready"
+VICTIM_RELEASED = "victim-may-end"
+VICTIM_START_S = 60
+
+
+@asynccontextmanager
+async def victim_session(hostile: Hostile, setup: str) -> AsyncIterator[None]:
+    """Another session runs ``setup`` and stays in its sandbox until the block ends, so whatever it
+    made is there for the whole block."""
+    code = f"{setup}\ntouch {VICTIM_READY}\nwhile [ ! -e {VICTIM_RELEASED} ]; do sleep 0.05; done"
+    victim = asyncio.create_task(execute(hostile, "bash", code))
+    data_dir = await victim_data_dir(hostile, victim)
+    try:
+        yield
+    finally:
+        (data_dir / VICTIM_RELEASED).touch()
+        body = await victim
+    assert "TimeoutError" not in body["stderr"], "the victim ended before the test did"
+
+
+async def victim_data_dir(hostile: Hostile, victim: asyncio.Task[object]) -> Path:
+    """The victim job's /mnt/data on the host, once its setup has run."""
+    deadline = time.monotonic() + VICTIM_START_S
+    while not (ready := list(hostile.base_dir.glob(f"instance-*/*/files/data/{VICTIM_READY}"))):
+        assert not victim.done(), victim.result()
+        assert time.monotonic() < deadline, "the victim session never started"
+        await asyncio.sleep(0.05)
+    return ready[0].parent
+
+
 async def test_other_sessions_files_cannot_be_found(hostile: Hostile) -> None:
     # Expected: while a victim session holds a file with a unique name, a search of the whole
     # tree from another session finds nothing.
-    victim = execute(hostile, "bash", "echo secret > victim-marker-5521.txt; sleep 2")
-    search = "sleep 0.5; find / -name 'victim-marker-5521*' 2>/dev/null; echo searched"
-    bodies = await asyncio.gather(victim, execute(hostile, "bash", search))
-    assert bodies[1]["stdout"] == "searched\n"
+    async with victim_session(hostile, "echo secret > victim-marker-5521.txt"):
+        body = await execute(hostile, "bash", "find / -name 'victim-marker-5521*' 2>/dev/null; echo searched")
+    assert body["stdout"] == "searched\n"
 
 
 async def test_other_sessions_tmp_is_private(hostile: Hostile) -> None:
     # Expected: each run has its own /tmp; a concurrent run's /tmp file is not there.
-    victim = execute(hostile, "bash", "echo secret > /tmp/victim-tmp-8812; sleep 2")
-    bodies = await asyncio.gather(victim, execute(hostile, "bash", "sleep 0.5; ls /tmp"))
-    assert "victim-tmp-8812" not in bodies[1]["stdout"]
+    async with victim_session(hostile, "echo secret > /tmp/victim-tmp-8812"):
+        body = await execute(hostile, "bash", "ls /tmp")
+    assert "victim-tmp-8812" not in body["stdout"]
 
 
 async def test_tmp_does_not_survive_into_the_next_run_of_the_session(hostile: Hostile) -> None:

@@ -1,7 +1,7 @@
 """Resource exhaustion: every bomb stays inside its own job's limits, and other sessions keep running.
 
-Limits in force (conftest.LIMITS): 5 s, 256 MB, 32 processes+threads, 64 KiB per output stream,
-8 MB per file, a 64 MB /mnt/data quota and a 32 MB /tmp.
+Limits in force (conftest.LIMITS): 256 MB, 32 processes+threads, 64 KiB per output stream, 8 MB per
+file, a 64 MB /mnt/data quota and a 32 MB /tmp; a test of the wall-clock limit gives its own timeout.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
 from tests.storage.conftest import redis_test_settings, s3_test_settings
 
+THREAD_END_S = 30  # a bound on a poll, not a wait
+
 
 def new_session() -> SessionRecord:
     now = datetime.now(UTC)
@@ -127,12 +129,19 @@ async def test_s3_outage_and_recovery(seaweed_server: SeaweedServer) -> None:
 async def test_sqlite_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "codeapi.db"
     path.write_bytes(b"this is not a sqlite file" * 100)
-    threads_before = {thread for thread in threading.enumerate() if not thread.daemon}
+    threads_before = non_daemon_threads()
     with pytest.raises(BackendUnavailable):
         await SqliteMetadata.open(path)
-    # A connection left open keeps a non-daemon thread alive, and the process could never exit.
-    await asyncio.sleep(0.1)
-    assert {thread for thread in threading.enumerate() if not thread.daemon and thread.is_alive()} <= (threads_before)
+    # A connection left open keeps a non-daemon thread alive, and the process could never exit. A closed
+    # connection's thread ends soon after: polled.
+    deadline = asyncio.get_running_loop().time() + THREAD_END_S
+    while (left := non_daemon_threads() - threads_before) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert left == set()
+
+
+def non_daemon_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if not thread.daemon and thread.is_alive()}
 
 
 async def test_closed_sqlite_store_is_unavailable(tmp_path: Path) -> None:

@@ -329,8 +329,9 @@ async def test_lock_expires_when_its_holder_overruns(metadata: MetadataStore) ->
     taken = asyncio.Event()
     release = asyncio.Event()
 
+    # Held long enough that the next attempt surely finds it held, even on a busy machine.
     async def stuck_holder() -> None:
-        async with metadata.lock(sid, timeout_s=0.3, wait_s=0):
+        async with metadata.lock(sid, timeout_s=2, wait_s=0):
             taken.set()
             await release.wait()
 
@@ -339,7 +340,7 @@ async def test_lock_expires_when_its_holder_overruns(metadata: MetadataStore) ->
     with pytest.raises(SessionBusy):
         async with metadata.lock(sid, timeout_s=10, wait_s=0):
             pass
-    async with metadata.lock(sid, timeout_s=10, wait_s=3):
+    async with metadata.lock(sid, timeout_s=10, wait_s=30):
         # The stale holder finishing now must not free the new holder's lock.
         release.set()
         await holder
