@@ -24,8 +24,10 @@ from codeapi.config import Settings
 from codeapi.egress.gateway import EgressGateway, EgressPolicy, network_env
 from codeapi.egress.skilldeps import SkillDeps
 from codeapi.errors import SandboxFailure
+from codeapi.execution.accounting import Accounting
+from codeapi.execution.pipeline import ExecLimits, Pipeline
 from codeapi.execution.program import ProgramRunner
-from codeapi.execution.service import ExecLimits, ExecutionService
+from codeapi.execution.service import ExecutionService
 from codeapi.execution.warm import WarmPython
 from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
@@ -46,6 +48,7 @@ from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
 from codeapi.observability.usage import UsageLedger
 from codeapi.programmatic.continuations import ContinuationStore
 from codeapi.programmatic.service import ProgrammaticLimits, ProgrammaticService
+from codeapi.programmatic.variables import SessionVariables
 from codeapi.repl.pool import PoolPolicy, ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
@@ -286,19 +289,21 @@ def create_app(settings: Settings) -> FastAPI:
         spool_dir = settings.sandbox.base_dir / ".uploads"
         spool_dir.mkdir(exist_ok=True)
         warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
-        executions = ExecutionService(
-            sessions, workspaces, programs, exec_limits(settings), warm, egress.skill_deps if egress else None
-        )
-        limiter = RateLimiter.for_backend(settings.redis)
         usage = UsageLedger(metadata)
+        accounting = Accounting(usage)
+        pipeline = Pipeline(sessions, exec_limits(settings), egress.skill_deps if egress else None)
+        executions = ExecutionService(pipeline, accounting, workspaces, programs, warm)
+        limiter = RateLimiter.for_backend(settings.redis)
         loops = Loops()
         pause_s = settings.limits.ptc_pause_seconds
         app.state.programmatic = programmatic = ProgrammaticService(
-            executions,
+            pipeline,
+            accounting,
             programs,
             workspaces,
             ContinuationStore(metadata, ttl_s=pause_s),
-            ProgrammaticLimits(max_time_s=settings.limits.execution_time, pause_s=pause_s),
+            ProgrammaticLimits(pause_s=pause_s),
+            SessionVariables(warm, settings.limits.file_size_mb * MB),
         )
         app.state.components = Components(
             executions=executions,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# Every /exec run and programmatic program, once, when its outcome is reported (codeapi.execution.accounting);
+# termination "stopped": a programmatic program the API stopped (a broken tool-channel rule, a cancel).
 EXECUTIONS = Counter(
     "codeapi_executions_total", "Executions by language and how they ended", ["language", "termination"]
 )
 EXECUTION_SECONDS = Histogram(
     "codeapi_execution_seconds",
-    "Sandbox wall time of an execution",
+    "Running time of an execution: its sandbox's wall time; a programmatic program's rounds, not its pauses",
     ["language"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )

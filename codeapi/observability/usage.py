@@ -1,31 +1,20 @@
-"""Usage per caller and language: counted once per execution, kept as hourly totals in the metadata
-store (so every replica's work adds up), summed here for the admin API, and exported to Prometheus."""
+"""Usage per caller and language: recorded once per execution (codeapi.execution.accounting), kept as
+hourly totals in the metadata store (so every replica's work adds up), summed here for the admin API,
+and exported to Prometheus."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from codeapi.errors import CodeapiError, InvalidRequest
-from codeapi.execution.outcome import ExecOutcome
 from codeapi.observability.metrics import CALLER_BYTES, CALLER_EXECUTIONS, CALLER_WALL_SECONDS
-from codeapi.observability.security import security_event
-from codeapi.sandbox.policy import Termination
 from codeapi.storage.metadata.base import UsageRecords, UsageSample, UsageTotals
-
-# How a run that the sandbox stopped is named in the security log.
-CONTAINMENT_EVENTS = {
-    Termination.MEMORY: "sandbox.memory_killed",
-    Termination.OUTPUT_LIMIT: "sandbox.output_capped",
-    Termination.TIMEOUT: "sandbox.timed_out",
-}
 
 
 @dataclass
@@ -76,34 +65,6 @@ class UsageLedger:
     def __init__(self, store: UsageRecords) -> None:
         self.store = store
         self.writing: set[asyncio.Task[None]] = set()
-
-    async def measure(
-        self, usage_id: str, label: str, language: str, code: str, run: Awaitable[ExecOutcome], client_ip: str
-    ) -> ExecOutcome:
-        """Await the execution and count it for the caller; a bad request is not an execution."""
-        started = time.monotonic()
-        bytes_in = len(code.encode("utf-8", errors="surrogatepass"))
-        try:
-            outcome = await run
-        except InvalidRequest:
-            raise
-        except CodeapiError:
-            self.record(usage_id, label, language, time.monotonic() - started, bytes_in, 0, error=True)
-            raise
-        wall_s = time.monotonic() - started
-        bytes_out = len(outcome.stdout.encode()) + len(outcome.stderr.encode())
-        failed = outcome.termination is not Termination.EXITED or outcome.exit_code != 0
-        timed_out = outcome.termination is Termination.TIMEOUT
-        self.record(usage_id, label, language, wall_s, bytes_in, bytes_out, error=failed, timeout=timed_out)
-        if outcome.termination in CONTAINMENT_EVENTS:
-            security_event(
-                CONTAINMENT_EVENTS[outcome.termination],
-                client_ip=client_ip,
-                caller=label,
-                language=language,
-                session_id=outcome.session_id,
-            )
-        return outcome
 
     def record(
         self,

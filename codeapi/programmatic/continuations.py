@@ -41,6 +41,7 @@ class RunState:
     history: list[Batch] = field(default_factory=list)
     call_ids: list[str] = field(default_factory=list)  # the wire ids of the batch now waiting for results
     superseded: list[str] = field(default_factory=list)  # earlier runs of this program, replayed elsewhere
+    busy_s: float = 0.0  # the time requests waited on the program so far (its usage), pauses not counted
 
     def dump(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

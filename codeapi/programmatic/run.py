@@ -14,15 +14,16 @@ import json
 import socket
 import struct
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from codeapi.errors import CodeapiError
-from codeapi.execution.outcome import OutputFile
+from codeapi.execution.outcome import RunEnd, Stop
 from codeapi.programmatic.continuations import Batch, RunState
-from codeapi.sandbox.policy import SandboxResult
+from codeapi.sandbox.policy import Termination
 
 HEADER = struct.Struct(">I")
+FAILED = "Execution failed or timed out"  # the contract's error for a run the API stopped
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,8 @@ class RunLimits:
     max_rounds: int
 
 
-@dataclass(frozen=True)
-class Finished:
-    result: SandboxResult | None
-    files: list[OutputFile] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None  # one of the contract's error strings, when the API stopped the run
-    detail: str | None = None  # why, for stderr
-
-
-Event = Batch | Finished
-SandboxBody = Callable[["LiveRun"], Coroutine[Any, Any, tuple[SandboxResult, list[OutputFile], list[str]]]]
+Event = Batch | RunEnd
+SandboxBody = Callable[["LiveRun"], Coroutine[Any, Any, RunEnd]]
 
 
 class Stopped(Exception):
@@ -89,11 +81,9 @@ class LiveRun:
             return await asyncio.wait_for(self.events.get(), timeout_s)
         except TimeoutError:
             await self.stop()
-            return Finished(
-                None, error="Time limit exceeded", detail=f"TimeoutError: Execution exceeded {timeout_s:g} seconds"
-            )
+            return RunEnd(Stop("Time limit exceeded", termination=Termination.TIMEOUT))
 
-    def report(self, end: Finished) -> None:
+    def report(self, end: RunEnd) -> None:
         """The outcome, as soon as it is known: the sandbox's directories are removed after the answer."""
         if not self.reported:
             self.reported = True
@@ -115,7 +105,7 @@ class LiveRun:
                 self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-            self.report(Finished(None, error="Execution failed or timed out", detail="The run was stopped"))
+            self.report(RunEnd(Stop(FAILED, "The run was stopped")))
 
     def send(self, results: list[dict[str, Any]]) -> None:
         assert self.writer is not None
@@ -132,14 +122,12 @@ class LiveRun:
                 sandbox.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sandbox
-                self.report(Finished(None, error=stopped.error, detail=stopped.detail))
+                self.report(RunEnd(Stop(stopped.error, stopped.detail)))
                 return
             try:
-                result, files, notes = await sandbox
+                self.report(await sandbox)
             except CodeapiError as error:
-                self.report(Finished(None, error="Execution failed or timed out", detail=error.message))
-                return
-            self.report(Finished(result, files, notes))
+                self.report(RunEnd(Stop(FAILED, error.message)))
         except BaseException:
             for task in (channel, sandbox):
                 task.cancel()
@@ -169,7 +157,7 @@ class LiveRun:
                 size = HEADER.unpack(await reader.readexactly(HEADER.size))[0]
                 if size > self.limits.max_batch_bytes:
                     raise Stopped(
-                        "Execution failed or timed out",
+                        FAILED,
                         f"A batch of tool calls exceeds {self.limits.max_batch_bytes // 1024} KiB of arguments",
                     )
                 calls = self.parse(await reader.readexactly(size))
@@ -181,7 +169,7 @@ class LiveRun:
                 continue
             if len(self.state.history) >= self.limits.max_rounds:
                 raise Stopped(
-                    "Execution failed or timed out",
+                    FAILED,
                     f"The program made more than {self.limits.max_rounds} rounds of tool calls",
                 )
             self.waiting = (calls, known)
@@ -203,23 +191,19 @@ class LiveRun:
         try:
             calls = json.loads(frame)["calls"]
         except (ValueError, KeyError, TypeError):
-            raise Stopped(
-                "Execution failed or timed out", "The program wrote a malformed frame on the tool channel"
-            ) from None
+            raise Stopped(FAILED, "The program wrote a malformed frame on the tool channel") from None
         if not isinstance(calls, list) or not calls:
-            raise Stopped("Execution failed or timed out", "The program wrote a malformed frame on the tool channel")
+            raise Stopped(FAILED, "The program wrote a malformed frame on the tool channel")
         if len(calls) > self.limits.max_calls_per_batch:
             raise Stopped(
-                "Execution failed or timed out",
+                FAILED,
                 f"More than {self.limits.max_calls_per_batch} tool calls at once",
             )
         names = self.names
         parsed: list[dict[str, Any]] = []
         for call in calls:
             if not isinstance(call, dict) or not isinstance(call.get("input"), dict):
-                raise Stopped(
-                    "Execution failed or timed out", "The program wrote a malformed frame on the tool channel"
-                )
+                raise Stopped(FAILED, "The program wrote a malformed frame on the tool channel")
             name = call.get("name")
             if not isinstance(name, str) or name not in names:
                 raise Stopped(f"Sandbox requested an unregistered tool: {str(name)[:100]}", "")

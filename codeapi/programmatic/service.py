@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,13 @@ from typing import Any
 import structlog
 
 from codeapi.errors import InvalidRequest, RateLimited, RequestTooLarge, SessionNotFound
-from codeapi.execution.outcome import OutputFile, decode, join_stderr
+from codeapi.execution.accounting import Accounting, Requester, Timing
+from codeapi.execution.outcome import ExecOutcome, RunEnd, Stop
+from codeapi.execution.pipeline import FileRef, Pipeline, SessionClaim
 from codeapi.execution.program import ProgramRunner, check_program_text
-from codeapi.execution.service import ExecRequest, ExecutionService, FileRef
 from codeapi.languages import get_language
 from codeapi.programmatic.continuations import Batch, ContinuationStore, RunState, token_key
-from codeapi.programmatic.run import Finished, LiveRun, RunLimits
+from codeapi.programmatic.run import LiveRun, RunLimits
 from codeapi.programmatic.tools import Tool, bash_script, tools_file
 from codeapi.programmatic.variables import SessionVariables
 from codeapi.repl import protocol
@@ -39,7 +41,6 @@ INVALID_TOKEN = "Invalid or expired continuation token"
 
 @dataclass(frozen=True)
 class ProgrammaticLimits:
-    max_time_s: float  # MAX_EXECUTION_TIME: the cap on one round's running time
     pause_s: float  # how long a paused program and its token wait for the continuation
     max_rounds: int = 20
     max_calls_per_batch: int = 64
@@ -53,12 +54,9 @@ class StartRequest:
     lang: str
     code: str
     tools: tuple[Tool, ...]
-    caller: str
-    files: tuple[FileRef, ...] = ()
-    session_id: str | None = None
-    entity_id: str | None = None
-    user_id: str | None = None
-    timeout_s: float | None = None
+    caller: str  # whom the continuation tokens belong to
+    claim: SessionClaim
+    timeout_s: float | None = None  # per round, clamped like /exec's
     request_id: str | None = None
 
 
@@ -70,21 +68,56 @@ class ToolResult:
     error: str | None
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    call_id: str
+    name: str
+    input: Any
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The program waits for the results of these calls, to be sent with the token."""
+
+    session_id: str
+    continuation_token: str
+    tool_calls: list[ToolCall]
+
+
+@dataclass(frozen=True)
+class Ended:
+    outcome: ExecOutcome
+    error: str | None  # one of the contract's error strings; None: completed
+
+
+@dataclass(frozen=True)
+class Refused:
+    """No program to continue: the token is unknown, used, expired or another caller's."""
+
+    error: str
+
+
+Answer = Paused | Ended | Refused
+
+
 class ProgrammaticService:
     def __init__(
         self,
-        executions: ExecutionService,
+        pipeline: Pipeline,
+        accounting: Accounting,
         programs: ProgramRunner,
         workspaces: Workspaces,
         continuations: ContinuationStore,
         limits: ProgrammaticLimits,
+        variables: SessionVariables,
     ) -> None:
-        self.executions = executions
+        self.pipeline = pipeline
+        self.accounting = accounting
         self.programs = programs
         self.workspaces = workspaces
         self.continuations = continuations
         self.limits = limits
-        self.variables = SessionVariables(executions.warm, executions.limits.max_file_bytes)
+        self.variables = variables
         self.replica = new_id()
         self.runs: dict[str, LiveRun] = {}
         self.background: set[asyncio.Task[None]] = set()
@@ -93,22 +126,13 @@ class ProgrammaticService:
     def run_limits(self) -> RunLimits:
         return RunLimits(self.limits.max_calls_per_batch, self.limits.max_arguments_bytes, self.limits.max_rounds)
 
-    async def start(self, request: StartRequest) -> dict[str, Any]:
-        if not request.code.strip():
-            raise InvalidRequest("Code must not be empty", field="code")
+    async def start(self, request: StartRequest, who: Requester) -> Answer:
+        began = time.monotonic()
         check_program_text(request.code, ())
         self.check_capacity()
-        timeout_s = min(request.timeout_s or self.limits.max_time_s, self.limits.max_time_s)
-        session = await self.executions.choose_session(
-            ExecRequest(
-                lang=request.lang,
-                code=request.code,
-                files=request.files,
-                session_id=request.session_id,
-                entity_id=request.entity_id,
-                user_id=request.user_id,
-            )
-        )
+        timeout_s = self.pipeline.clamp_timeout(request.timeout_s)
+        session = await self.pipeline.choose_session(request.claim)
+        structlog.contextvars.bind_contextvars(session_id=session.session_id, language=request.lang)
         state = RunState(
             run_id=new_id(),
             replica=self.replica,
@@ -117,17 +141,19 @@ class ProgrammaticService:
             lang=request.lang,
             code=request.code,
             tools=[[tool.name, tool.identifier] for tool in request.tools],
-            files=[[ref.file_id, ref.session_id, ref.name] for ref in request.files],
+            files=[[ref.file_id, ref.session_id, ref.name] for ref in request.claim.files],
             timeout_s=timeout_s,
-            user_id=request.user_id,
+            user_id=request.claim.user_id,
             request_id=request.request_id,
         )
-        return await self.advance(self.launch(state, []))
+        return await self.advance(self.launch(state, []), who, began)
 
-    async def resume(self, token: str, results: list[ToolResult], caller: str) -> dict[str, Any]:
+    async def resume(self, token: str, results: list[ToolResult], caller: str, who: Requester) -> Answer:
+        began = time.monotonic()
         state = await self.continuations.take(token, caller)
         if state is None:
-            return {"status": "error", "error": INVALID_TOKEN}
+            return Refused(INVALID_TOKEN)
+        structlog.contextvars.bind_contextvars(session_id=state.session_id, language=state.lang)
         try:
             answered = self.match_results(state, results)
             if state.run_id not in self.runs:
@@ -144,7 +170,7 @@ class ProgrammaticService:
             if not run.reported:  # else it ended while paused (memory, a crash): that is its answer
                 run.state.history.append(Batch(state.history[-1].calls, answered))
                 run.deliver(answered)
-            return await self.advance(run)
+            return await self.advance(run, who, began)
         # Not here (another replica, a restart) or already gone: replay with the recorded results.
         state.history[-1].results = answered
         replayed = replace(
@@ -156,7 +182,7 @@ class ProgrammaticService:
             superseded=[*state.superseded, state.run_id],
         )
         logger.info("ptc.replay", run_id=replayed.run_id, rounds=len(state.history))
-        return await self.advance(self.launch(replayed, list(state.history)))
+        return await self.advance(self.launch(replayed, list(state.history)), who, began)
 
     async def cancel(self, request_id: str, caller: str) -> bool:
         for run in list(self.runs.values()):
@@ -211,10 +237,12 @@ class ProgrammaticService:
             for call_id in state.call_ids
         ]
 
-    async def advance(self, run: LiveRun) -> dict[str, Any]:
-        """Wait for the run's next batch (answer tool_call_required) or its end (completed / error)."""
+    async def advance(self, run: LiveRun, who: Requester, began: float) -> Answer:
+        """Wait for the run's next batch (the program pauses) or its end (the outcome, counted for ``who``)."""
         try:
             event = await run.next_event(run.state.timeout_s)
+            # The time this request waited on the program; its pauses are the client's, not counted.
+            run.state.busy_s += time.monotonic() - began
             if isinstance(event, Batch):
                 return await self.pause(run, event)
         except asyncio.CancelledError:
@@ -223,27 +251,19 @@ class ProgrammaticService:
         self.runs.pop(run.state.run_id, None)
         if run.task is not None and not run.task.done():
             self.keep(run.task)  # removing the sandbox's directories, after the answer
-        return self.report(run.state, event)
+        return self.conclude(run.state, event, who)
 
-    async def pause(self, run: LiveRun, batch: Batch) -> dict[str, Any]:
+    async def pause(self, run: LiveRun, batch: Batch) -> Paused:
         state = run.state
         call_ids = [secrets.token_hex(6) for _ in batch.calls]
         record = replace(state, history=[*state.history, Batch(batch.calls)], call_ids=call_ids)
         token = await self.continuations.issue(record)
         run.token_key = token_key(token)
         run.expiry = asyncio.get_running_loop().call_later(self.limits.pause_s, self.expire, run)
-        return {
-            "status": "tool_call_required",
-            "session_id": state.session_id,
-            "continuation_token": token,
-            "tool_calls": [
-                {"id": call_id, "name": call["name"], "input": call["input"]}
-                for call_id, call in zip(call_ids, batch.calls, strict=True)
-            ],
-            "stdout": "",
-            "stderr": "",
-            "files": [],
-        }
+        calls = [
+            ToolCall(call_id, call["name"], call["input"]) for call_id, call in zip(call_ids, batch.calls, strict=True)
+        ]
+        return Paused(state.session_id, token, calls)
 
     def expire(self, run: LiveRun) -> None:
         """A paused program never continued: its sandbox goes; its token expires in the store."""
@@ -262,29 +282,16 @@ class ProgrammaticService:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    def report(self, state: RunState, end: Finished) -> dict[str, Any]:
-        notes = list(end.notes)
-        output_kb = self.executions.limits.output_kb
-        stdout = stderr = ""
-        error = end.error
-        if end.result is not None:
-            result = end.result
-            stdout = decode(result.stdout, result.stdout_truncated, "stdout", output_kb, notes)
-            stderr = decode(result.stderr, result.stderr_truncated, "stderr", output_kb, notes)
-            error = error or self.failure(result)
-        if end.detail:
-            notes.insert(0, end.detail)
-        stderr = join_stderr(stderr, notes)
-        logger.info("ptc.finished", run_id=state.run_id, error=error, rounds=len(state.history))
-        if error is not None:
-            return {"status": "error", "error": error, "stdout": stdout, "stderr": stderr}
-        return {
-            "status": "completed",
-            "session_id": state.session_id,
-            "stdout": stdout,
-            "stderr": stderr,
-            "files": [file_ref(item) for item in end.files],
-        }
+    def conclude(self, state: RunState, end: RunEnd, who: Requester) -> Ended:
+        """The program's outcome as /exec would report it, with the contract's error string; counted."""
+        outcome = self.pipeline.outcome(state.session_id, end, state.timeout_s)
+        error = end.ended.error if isinstance(end.ended, Stop) else self.failure(end.ended)
+        timing = Timing(wall_s=state.busy_s, run_ms=round(state.busy_s * 1000))
+        rounds = len(state.history)
+        self.accounting.finished(
+            who, state.lang, state.code, outcome, timing, run_id=state.run_id, rounds=rounds, error=error
+        )
+        return Ended(outcome, error)
 
     @staticmethod
     def failure(result: SandboxResult) -> str | None:
@@ -299,25 +306,27 @@ class ProgrammaticService:
             case _:
                 return None if result.exit_code == 0 else f"Sandbox exited with code {result.exit_code}"
 
-    async def run_sandbox(self, run: LiveRun) -> tuple[SandboxResult, list[OutputFile], list[str]]:
+    async def run_sandbox(self, run: LiveRun) -> RunEnd:
         """The program in a fresh sandbox with the tool channel passed in; outputs stored when it succeeds."""
-        state = run.state
-        session = await self.executions.sessions.get(state.session_id)
+        state, sessions = run.state, self.pipeline.sessions
+        session = await sessions.get(state.session_id)
         if session is None:
             raise SessionNotFound("The session of this program has expired")
         refs = tuple(FileRef(file_id, session_id, name) for file_id, session_id, name in state.files)
         save = self.variables.save_mode(state.lang)
         job_id = new_id()
         async with self.workspaces.job(job_id) as dirs:
-            staged = await self.executions.write_inputs(await self.executions.choose_inputs(session, refs), dirs)
+            staged = await self.pipeline.stage_inputs(session, refs, dirs)
             saved = await self.variables.restore(state.session_id, dirs) if save is not protocol.Save.NEVER else None
             result = await self.programs.runner.run(self.sandbox_job(run, dirs, job_id, save))
             notes: list[str] = []
             if save is not protocol.Save.NEVER:
                 await self.variables.save(state.session_id, dirs, saved, notes)
-            files = await self.executions.collect_outputs(state.session_id, dirs, staged, notes) if result.ok else []
-            run.report(Finished(result, files, notes))
-        return result, files, notes
+            files = await self.pipeline.collect_outputs(state.session_id, dirs, staged, notes) if result.ok else []
+            end = RunEnd(result, files, notes)
+            run.report(end)
+            await sessions.touch(session)  # after the answer is on its way, as the directories' removal is
+        return end
 
     def sandbox_job(self, run: LiveRun, dirs: JobDirs, job_id: str, save: protocol.Save) -> SandboxJob:
         """The driver, the tools and the program in /code; the Python runtime runs the driver for both languages."""
@@ -340,16 +349,3 @@ class ProgrammaticService:
             env={**job.env, "CODEAPI_TOOL_FD": str(fd), "CODEAPI_STATE_SAVE": save.value},
             binds=(*job.binds, *self.variables.binds(save)),
         )
-
-
-def file_ref(item: OutputFile) -> dict[str, Any]:
-    ref: dict[str, Any] = {
-        "id": item.file_id,
-        "name": item.name,
-        "path": f"/mnt/data/{item.name}",
-        "storage_session_id": item.session_id,
-        "session_id": item.session_id,
-    }
-    if item.inherited:
-        ref["inherited"] = True
-    return ref

@@ -11,12 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codeapi.errors import CodeapiError, InvalidRequest, RequestTooLarge
-from codeapi.execution.outcome import ExecOutcome
+from codeapi.execution.accounting import Requester
+from codeapi.execution.outcome import ExecOutcome, OutputFile
+from codeapi.execution.pipeline import FileRef, SessionClaim
 from codeapi.execution.program import MAX_ARGS_BYTES
-from codeapi.execution.service import ExecRequest, FileRef
+from codeapi.execution.service import ExecRequest
 from codeapi.http.deps import Services, caller, client_ip
 from codeapi.http.errors import error_body
-from codeapi.http.schemas import ExecBody, ExecResponse, FileRefOut
+from codeapi.http.schemas import ExecBody, ExecResponse, FileRefIn, FileRefOut
 
 router = APIRouter()
 
@@ -29,25 +31,40 @@ MAX_CODE_BYTES = 1024 * 1024
 MAX_EXEC_BODY_BYTES = 6 * MAX_CODE_BYTES + 6 * MAX_ARGS_BYTES + 64 * 1024
 
 
-def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
-    if not body.code.strip():
+def check_code(code: str) -> None:
+    if not code.strip():
         raise InvalidRequest("Code must not be empty", field="code")
-    if len(body.code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
+    if len(code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
         raise RequestTooLarge(f"Code exceeds the maximum size of {MAX_CODE_BYTES // 1024} KiB", field="code")
+
+
+def session_claim(
+    session_id: str | None, entity_id: str | None, user_id: str | None, files: list[FileRefIn] | None
+) -> SessionClaim:
+    refs = tuple(FileRef(ref.id, ref.owner_session_id, ref.name) for ref in files or ())
+    return SessionClaim(session_id, entity_id, user_id, refs)
+
+
+def requester(request: Request) -> Requester:
+    """Whom the execution is counted for."""
+    who = caller(request)
+    return Requester(who.usage_id, who.metric_label, client_ip(request))
+
+
+def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
+    check_code(body.code)
     return ExecRequest(
         lang=body.lang,
         code=body.code,
+        claim=session_claim(body.session_id, body.entity_id, user_id, body.files),
         args=tuple(body.args),
-        files=tuple(FileRef(ref.id, ref.owner_session_id, ref.name) for ref in body.files or ()),
-        session_id=body.session_id,
-        entity_id=body.entity_id,
-        user_id=user_id,
         timeout_s=body.timeout / 1000 if body.timeout else None,
     )
 
 
-def to_response(outcome: ExecOutcome) -> dict[str, Any]:
-    files = [
+def file_refs(files: list[OutputFile]) -> list[FileRefOut]:
+    """The files of an outcome as both routes answer them (contract §4.2)."""
+    return [
         FileRefOut(
             id=item.file_id,
             name=item.name,
@@ -61,20 +78,20 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
             ),
             inherited=True if item.inherited else None,
         )
-        for item in outcome.files
+        for item in files
     ]
+
+
+def to_response(outcome: ExecOutcome) -> dict[str, Any]:
+    files = file_refs(outcome.files)
     response = ExecResponse(session_id=outcome.session_id, stdout=outcome.stdout, stderr=outcome.stderr, files=files)
     return response.model_dump(exclude_none=True)
 
 
 @router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True, max_body_size=MAX_EXEC_BODY_BYTES)
 async def execute(body: ExecBody, request: Request, services: Services) -> Response:
-    who = caller(request)
-    exec_request = to_request(body, who.user_id or body.user_id)
-    run = services.executions.execute(exec_request)
-    task = asyncio.create_task(
-        services.usage.measure(who.usage_id, who.metric_label, body.lang, body.code, run, client_ip(request))
-    )
+    exec_request = to_request(body, caller(request).user_id or body.user_id)
+    task = asyncio.create_task(services.executions.execute(exec_request, requester(request)))
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), KEEPALIVE_S)
     except TimeoutError:

@@ -8,12 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from codeapi.auth.keys import extract_key
-from codeapi.errors import InvalidRequest, RequestTooLarge
-from codeapi.execution.service import FileRef
+from codeapi.errors import InvalidRequest
 from codeapi.http.deps import token_user_id
 from codeapi.http.programmatic_schemas import CancelBody, ProgrammaticBody
-from codeapi.http.routes.exec import MAX_CODE_BYTES
-from codeapi.programmatic.service import ProgrammaticService, StartRequest, ToolResult
+from codeapi.http.routes.exec import check_code, file_refs, requester, session_claim
+from codeapi.programmatic.service import Answer, Paused, ProgrammaticService, Refused, StartRequest, ToolResult
 from codeapi.programmatic.tools import parse_tools
 
 router = APIRouter()
@@ -37,6 +36,31 @@ def caller_of(request: Request) -> str:
     return f"key:{hashlib.sha256(key.encode()).hexdigest()}" if key else "anonymous"
 
 
+def to_response(answer: Answer) -> dict[str, Any]:
+    if isinstance(answer, Refused):
+        return {"status": "error", "error": answer.error}
+    if isinstance(answer, Paused):
+        return {
+            "status": "tool_call_required",
+            "session_id": answer.session_id,
+            "continuation_token": answer.continuation_token,
+            "tool_calls": [{"id": call.call_id, "name": call.name, "input": call.input} for call in answer.tool_calls],
+            "stdout": "",
+            "stderr": "",
+            "files": [],
+        }
+    outcome = answer.outcome
+    if answer.error is not None:
+        return {"status": "error", "error": answer.error, "stdout": outcome.stdout, "stderr": outcome.stderr}
+    return {
+        "status": "completed",
+        "session_id": outcome.session_id,
+        "stdout": outcome.stdout,
+        "stderr": outcome.stderr,
+        "files": [ref.model_dump(exclude_none=True) for ref in file_refs(outcome.files)],
+    }
+
+
 @router.post("/exec/programmatic", max_body_size=MAX_PROGRAMMATIC_BODY_BYTES)
 async def programmatic(body: ProgrammaticBody, request: Request) -> dict[str, Any]:
     caller = caller_of(request)
@@ -44,24 +68,20 @@ async def programmatic(body: ProgrammaticBody, request: Request) -> dict[str, An
         results = [
             ToolResult(item.call_id, not item.is_error, item.result, item.error_message) for item in body.tool_results
         ]
-        return await service(request).resume(body.continuation_token, results, caller)
+        return to_response(await service(request).resume(body.continuation_token, results, caller, requester(request)))
     if body.code is None:
         raise InvalidRequest("Either code or continuation_token is required", field="code")
-    if len(body.code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
-        raise RequestTooLarge(f"Code exceeds the maximum size of {MAX_CODE_BYTES // 1024} KiB", field="code")
+    check_code(body.code)
     start = StartRequest(
         lang=body.lang,
         code=body.code,
         tools=parse_tools(body.tools, body.lang),
         caller=caller,
-        files=tuple(FileRef(ref.id, ref.owner_session_id, ref.name) for ref in body.files or ()),
-        session_id=body.session_id,
-        entity_id=body.entity_id,
-        user_id=token_user_id(request) or body.user_id,
+        claim=session_claim(body.session_id, body.entity_id, token_user_id(request) or body.user_id, body.files),
         timeout_s=body.timeout / 1000 if body.timeout else None,
         request_id=request.headers.get(REQUEST_ID_HEADER),
     )
-    return await service(request).start(start)
+    return to_response(await service(request).start(start, requester(request)))
 
 
 @router.post("/exec/programmatic/cancel")
