@@ -113,11 +113,10 @@ class ReplPool:
         return self.available
 
     def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
-        """``keep``: the session's next call may run here, in a new worker holding its variables."""
+        """``keep``: the session's next call may run here, in the new worker holding its variables."""
         if not (keep and sandbox.alive):
             self.discard(sandbox)
             return
-        sandbox.renew_in_background()
         self.hot[session_id] = sandbox
         self.hot.move_to_end(session_id)
         while len(self.hot) > self.policy.max_hot:

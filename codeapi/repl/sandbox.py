@@ -156,6 +156,8 @@ class ReplSandbox:
     async def call(
         self, code: str, args: tuple[str, ...], timeout_s: float, save: protocol.Save, restore: bytes | None
     ) -> CallResult:
+        if not await self.ready():
+            raise SandboxFailure("the sandbox's new worker did not start")
         self.lifecycle = Lifecycle.USED
         request = protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore)
         output = self.worker.output
@@ -186,7 +188,11 @@ class ReplSandbox:
             ending, exit_code = await self.abnormal_end(ending)
         elif not await self.jail.pause():  # what the call left running does nothing until renew kills it
             self.lifecycle = Lifecycle.BROKEN
-        self.saved_state = report.state if report is not None else None
+        else:
+            # The next call's process is prepared at once, while this call's outputs are collected
+            # and its response sent; a sandbox the session does not keep cancels it (destroy).
+            self.saved_state = report.state if report is not None else None
+            self.renew_in_background()
         result = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
         return CallResult(SandboxResult(exit_code, *result, wall_ms, ending), report, worker_died)
 
@@ -235,7 +241,7 @@ class ReplSandbox:
         return Termination.EXITED, status if status is not None else 1
 
     def renew_in_background(self) -> None:
-        """Start replacing the worker (the session keeps this sandbox); ``ready`` waits for it."""
+        """Start replacing the worker; ``ready`` (and so the next call) waits for it."""
         self.renewal = asyncio.create_task(self.renew())
         self.renewal.add_done_callback(self.note_renewal_failure)
 
