@@ -225,10 +225,6 @@ def start_redis(tmp_dir: Path, port: int | None = None) -> RedisServer:
     return server
 
 
-def redis_available(port: int = TEST_REDIS_PORT) -> bool:
-    return _answers_redis(port)
-
-
 def ensure_redis(port: int = TEST_REDIS_PORT) -> None:
     """Make sure a Redis answers on 127.0.0.1:``port``, starting a daemonised one if not.
 

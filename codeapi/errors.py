@@ -7,7 +7,6 @@ CodeapiError(status, code, message)
 ├── InvalidRequest          400
 │   ├── UnsupportedLanguage
 │   ├── BadFilename
-│   ├── FileTypeNotAllowed  415
 │   ├── FileTooLarge        413
 │   ├── TooManyFiles        413
 │   └── RequestTooLarge     413
@@ -70,14 +69,6 @@ class UnsupportedLanguage(InvalidRequest):
 
 class BadFilename(InvalidRequest):
     code = "bad_filename"
-
-
-class FileTypeNotAllowed(InvalidRequest):
-    status = 415
-    code = "file_type_not_allowed"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"File type not allowed: {name}", field="file")
 
 
 class FileTooLarge(InvalidRequest):

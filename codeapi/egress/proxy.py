@@ -25,21 +25,17 @@ import contextlib
 import json
 import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from codeapi.egress.addresses import is_allowed_destination
 from codeapi.egress.allowlist import Allowlist
 
-HEAD_LIMIT_BYTES = 8192
 HEAD_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
 RELAY_CHUNK = 65536
 ALLOWED_PORTS = frozenset({443})
 CONTROL_MESSAGE_BYTES = 4096
-
-Resolver = Callable[[str, int], "asyncio.Future[list[str]]"]
 
 
 @dataclass

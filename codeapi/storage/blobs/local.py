@@ -74,10 +74,6 @@ def _open_private(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
-def _writable_dir(path: Path) -> bool:
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
-
-
 class LocalBlobStore:
     name = "local"
 
