@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.stats import CpuUsage, Measurement
 from codeapi.sandbox import cgroups
+from codeapi.units import MB
 
 Call = Callable[[], Awaitable[None]]
 # Per language: (sum of sandbox seconds, number of executions), as the server counts them.
@@ -35,7 +36,6 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory/codeapi")
-MIB = 1024 * 1024
 
 
 def resident_sandboxes(pid: int) -> dict[str, float]:
@@ -53,7 +53,7 @@ def resident_sandboxes(pid: int) -> dict[str, float]:
                 charged += int((entry / "memory.usage_in_bytes").read_text())
             except (OSError, ValueError):
                 pass
-    return {"count": count, "memory_mib": round(charged / MIB, 1)}
+    return {"count": count, "memory_mib": round(charged / MB, 1)}
 
 
 def kept_sandbox_pss(pid: int) -> dict[str, float]:

@@ -10,8 +10,8 @@ from typing import Any
 from bench.stats import Measurement
 from bench.targets import verdict
 from codeapi.languages import LANGUAGES
+from codeapi.units import MB
 
-MIB = 1024 * 1024
 COMPILED = frozenset(spec.id for spec in LANGUAGES if spec.compile_argv is not None)
 
 
@@ -176,7 +176,7 @@ def render(results: Results) -> str:
             p50_s = item.summary.p50 / 1000
             rows.append(
                 [item.name, str(item.attempts), ms(item.summary.p50), ms(item.summary.p90), ms(item.summary.p99),
-                 rate(size / MIB / p50_s if p50_s > 0 else math.nan), rate(item.throughput), str(len(item.errors)),
+                 rate(size / MB / p50_s if p50_s > 0 else math.nan), rate(item.throughput), str(len(item.errors)),
                  cpu_cells(item)[0]]
             )  # fmt: skip
         lines += table(

@@ -26,14 +26,15 @@ import structlog
 
 from bench.floor import Sandbox, direct_calls, measure_floor
 from bench.report import Results, render
-from bench.scenarios import KIB, MIB, measure_files, measure_languages, measure_python, server_metrics
+from bench.scenarios import measure_files, measure_languages, measure_python, server_metrics
 from bench.server import BACKENDS, LOOPS, RunningServer, ServerFailed, running_server
 from bench.targets import measure_repl_floor, measure_targets
 from codeapi.config import ENV_NAMES, Settings
 from codeapi.languages import LANGUAGES
+from codeapi.units import KB, MB
 
 SECTIONS = ("floor", "direct", "languages", "python", "targets", "files")
-FILE_SIZES = (KIB, MIB, 20 * MIB)
+FILE_SIZES = (KB, MB, 20 * MB)
 # (full run, --quick)
 DEFAULT_N = (20, 5)
 DEFAULT_FLOOR_N = (20, 10)

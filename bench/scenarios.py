@@ -13,10 +13,9 @@ import httpx
 from bench.load import Call, CallFailed, Plan, SandboxTotals, Snapshot, describe, measure, measure_interleaved
 from bench.stats import Measurement
 from codeapi.languages import LANGUAGES
+from codeapi.units import KB, MB
 
 Say = Callable[[str], None]
-KIB = 1024
-MIB = 1024 * KIB
 
 # Floor names (bench.floor) the Python workloads are compared with.
 BARE_PYTHON = "py: runtime python3 -c pass"
@@ -208,7 +207,7 @@ async def measure_python(
     say("python: continued session holding a 1 MiB file")
     name = "continued session + 1 MiB file staged, print(1)"
     try:
-        session_id, _ = await upload(client, "input.bin", os.urandom(MIB))
+        session_id, _ = await upload(client, "input.bin", os.urandom(MB))
     except (CallFailed, httpx.HTTPError, KeyError, ValueError) as error:
         found.append(Measurement(name, "python", 1, [], [f"setup upload failed: {describe(error)}"], 0.0))
         return found
@@ -228,7 +227,7 @@ async def measure_python(
 
 
 def size_label(size: int) -> str:
-    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+    return f"{size // MB} MiB" if size >= MB else f"{size // KB} KiB"
 
 
 async def measure_files(

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import structlog
 
+from codeapi.units import FILE_CHUNK_BYTES
+
 logger = structlog.get_logger(__name__)
 
 HOME_LINK = ".skill-deps"
@@ -38,7 +40,6 @@ PARTS = ("python", "pip-cache", "npm-cache")
 OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_DEPTH = 64
-COPY_CHUNK = 1024 * 1024
 REMEMBERED_JOBS = 4096
 Fingerprint = tuple[int, int, int]
 
@@ -117,7 +118,7 @@ def copy_file_fd(directory_fd: int, name: str, target: Path, budget: list[int]) 
         if not stat.S_ISREG(os.fstat(source).st_mode):
             return  # swapped for something else since it was listed
         with open(target, "xb") as sink:
-            while chunk := os.read(source, COPY_CHUNK):
+            while chunk := os.read(source, FILE_CHUNK_BYTES):
                 budget[0] -= len(chunk)
                 if budget[0] < 0:
                     raise OverCap

@@ -9,6 +9,7 @@ import sys
 import structlog
 
 from codeapi.config.groups import LogSettings
+from codeapi.units import MB
 
 
 def configure_logging(settings: LogSettings) -> None:
@@ -27,7 +28,7 @@ def configure_logging(settings: LogSettings) -> None:
     if settings.file is not None:
         settings.file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            settings.file, maxBytes=settings.max_size_mb * 1024 * 1024, backupCount=settings.backup_count
+            settings.file, maxBytes=settings.max_size_mb * MB, backupCount=settings.backup_count
         )
     else:
         handler = logging.StreamHandler(sys.stdout)

@@ -12,12 +12,11 @@ import ctypes.util
 import os
 from pathlib import Path
 
-from codeapi.sandbox.policy import tmpfs_inodes
+from codeapi.sandbox.nsjail import tmpfs_options
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MNT_DETACH = 0x2
-MB = 1024 * 1024
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
@@ -27,7 +26,7 @@ _libc.umount2.restype = ctypes.c_int
 
 
 def quota_options(size_mb: int) -> str:
-    return f"size={size_mb * MB},nr_inodes={tmpfs_inodes(size_mb)},mode=0711"
+    return f"{tmpfs_options(size_mb)},mode=0711"
 
 
 def mount_quota(target: Path, size_mb: int) -> None:

@@ -17,8 +17,8 @@ from codeapi.sandbox.policy import (
     SandboxJob,
     tmpfs_inodes,
 )
+from codeapi.units import MB
 
-MB = 1024 * 1024
 NSENTER = "/usr/bin/nsenter"
 SHM_MAX_MB = 64
 

@@ -16,10 +16,10 @@ from codeapi.sessions.owners import owner_tenant
 from codeapi.storage import keys
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import FileRecord, MetadataStore, SessionRecord
+from codeapi.units import MB
 
 logger = structlog.get_logger(__name__)
 
-MB = 1024 * 1024
 SWEEP_LOCK_S = 300
 RENEW_EVERY = timedelta(minutes=1)  # how stale a used session's expiry may be
 

@@ -7,12 +7,12 @@ right now is simply looked at again on the next pass.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 
 from codeapi.errors import SessionBusy
-from codeapi.state.store import StateStore, utcnow
+from codeapi.state.store import StateStore
 from codeapi.storage.metadata.base import SessionLocks
 
 logger = structlog.get_logger(__name__)
@@ -50,7 +50,7 @@ async def drop_expired(store: StateStore, locks: SessionLocks, now: datetime) ->
 
 
 async def archive_once(store: StateStore, locks: SessionLocks) -> tuple[int, int]:
-    now = utcnow()
+    now = datetime.now(UTC)
     archived = await archive_inactive(store, locks, now) if store.policy.archive_enabled else 0
     dropped = await drop_expired(store, locks, now)
     if archived or dropped:

@@ -20,16 +20,10 @@ from codeapi.storage.metadata.base import MetadataStore, StateRecord
 
 logger = structlog.get_logger(__name__)
 
-MB = 1024 * 1024
-
 
 def state_key(session_id: str) -> str:
     """Beneath the session's prefix, so the session's expiry deletes it with the session's files."""
     return f"{keys.session_prefix(session_id)}state"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ class StateStore:
         """Store a new state in place of ``previous``; returns its revision. A state too large for the
         metadata store (by its uncompressed size, as the guide defines STATE_MAX_REDIS_SIZE_MB) goes
         to the blob store."""
-        now = utcnow()
+        now = datetime.now(UTC)
         revision = secrets.token_urlsafe(12)
         blob_key = None
         if raw_bytes > self.policy.max_inline_raw_bytes:
@@ -115,7 +109,7 @@ class StateStore:
             record.revision,
             record.size_bytes,
             record.saved_at,
-            utcnow() + self.policy.archive_ttl,
+            datetime.now(UTC) + self.policy.archive_ttl,
             blob_key,
             archived=True,
         )

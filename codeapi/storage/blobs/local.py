@@ -19,10 +19,10 @@ import structlog
 
 from codeapi.errors import BackendUnavailable, FileNotFound, InvalidRequest
 from codeapi.storage.blobs.base import validate_key
+from codeapi.units import FILE_CHUNK_BYTES
 
 logger = structlog.get_logger(__name__)
 
-CHUNK_BYTES = 1024 * 1024
 TEMP_PREFIX = ".codeapi-tmp-"
 # Blobs are users' files: readable by the service account only.
 DIR_MODE = 0o700
@@ -127,7 +127,7 @@ class LocalBlobStore:
         try:
             while True:
                 with _boundary("read", key):
-                    chunk = await asyncio.to_thread(handle.read, CHUNK_BYTES)
+                    chunk = await asyncio.to_thread(handle.read, FILE_CHUNK_BYTES)
                 if not chunk:
                     return
                 yield chunk

@@ -30,6 +30,7 @@ from obstore.store import S3Store
 from codeapi.config.groups import S3Settings
 from codeapi.errors import BackendUnavailable, FileNotFound
 from codeapi.storage.blobs.base import validate_key
+from codeapi.units import FILE_CHUNK_BYTES, MB
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
@@ -37,8 +38,7 @@ if TYPE_CHECKING:
 logger = structlog.get_logger(__name__)
 
 # S3's minimum multipart part size; a stream shorter than this goes up in one plain PUT.
-PART_BYTES = 5 * 1024 * 1024
-READ_CHUNK_BYTES = 1024 * 1024
+PART_BYTES = 5 * MB
 UPLOAD_CONCURRENCY = 4
 DELETE_BATCH = 1000
 PRESIGN_TTL = timedelta(minutes=5)
@@ -154,7 +154,7 @@ class S3BlobStore:
         validate_key(key)
         with _boundary("read", key):
             result = await obstore.get_async(self._store, key)
-            async for chunk in result.stream(min_chunk_size=READ_CHUNK_BYTES):
+            async for chunk in result.stream(min_chunk_size=FILE_CHUNK_BYTES):
                 yield bytes(chunk)
 
     async def delete(self, key: str) -> None:
