@@ -41,7 +41,7 @@ def test_settings(root: Path, **overrides: Any) -> Settings:
         "API_KEY": API_KEY,
         "DATA_DIR": str(root / "data"),
         "SANDBOX_BASE_DIR": str(root / "sandboxes"),
-        "MAX_EXECUTION_TIME": 20,
+        "MAX_EXECUTION_TIME": 60,  # a bound a busy 2-core machine meets with a wide margin (javac, D: ~5 s there)
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "text",
     }

@@ -88,7 +88,7 @@ def test_start_up_reaps_what_a_crashed_api_left(test_root: Path) -> None:
             now = nothing_left(base_dir, crashed.process.pid)
             return {kind: sorted(set(items) & set(now[kind])) for kind, items in left.items()}
 
-        wait_for(lambda: not any(still_there().values()), "the orphans to be reaped", 5)
+        wait_for(lambda: not any(still_there().values()), "the orphans to be reaped", 60)
         assert httpx.get(f"{restarted.url}/health").status_code == 200
     finally:
         restarted.stop()
