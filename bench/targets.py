@@ -21,10 +21,11 @@ from bench.floor import Sandbox
 from bench.load import CallFailed, kept_sandbox_pss, measure
 from bench.scenarios import BARE_PYTHON, ExecCheck, SessionChain, exec_call
 from bench.stats import Measurement
-from codeapi.app import build_warm_python
 from codeapi.repl import protocol
 from codeapi.repl.sandbox import start_sandbox
 from codeapi.storage import open_stores
+from codeapi.wiring.components import build_warm_python
+from codeapi.wiring.limits import derive_limits
 
 Say = Callable[[str], None]
 CONCURRENT_SESSIONS = 8
@@ -49,7 +50,10 @@ async def measure_repl_floor(sandbox: Sandbox, n: int, warmup: int, say: Say) ->
     say("targets floor: raw round trip to a warm REPL")
     settings = sandbox.settings
     metadata, blobs = await open_stores(settings.storage, settings.redis, settings.s3)
-    warm = build_warm_python(settings, sandbox.runner(), sandbox.workspaces, sandbox.programs(), metadata, blobs)
+    limits = derive_limits(settings)
+    warm = build_warm_python(
+        settings, limits, sandbox.runner(), sandbox.workspaces, sandbox.programs(), metadata, blobs
+    )
     found: list[Measurement] = []
     try:
         if warm is None:

@@ -1,14 +1,17 @@
-"""create_app(settings): builds every component and the lifespan. The only wiring in codeapi."""
+"""create_app(settings): the composition root. Settings -> one ``Limits`` -> the components, which the
+lifespan starts in order on one exit stack: each registers its stop as it starts, so they stop in reverse.
+
+The builders this shares with maintenance.py and the bench live in codeapi/wiring/.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI
@@ -19,13 +22,12 @@ from codeapi.auth.gate import AuthGate
 from codeapi.auth.keys import KeyChecker
 from codeapi.auth.managed import environment_records, refuse_short_keys
 from codeapi.auth.ratelimit import RATE_LIMIT_HEADERS, RateLimiter
-from codeapi.auth.tokens import build_token_verifier
+from codeapi.auth.tokens import TokenVerifier, build_token_verifier
 from codeapi.config import Settings
-from codeapi.egress.gateway import EgressGateway, EgressPolicy, network_env
-from codeapi.egress.skilldeps import SkillDeps
+from codeapi.egress.gateway import EgressGateway
 from codeapi.errors import SandboxFailure
 from codeapi.execution.accounting import Accounting
-from codeapi.execution.pipeline import ExecLimits, Pipeline
+from codeapi.execution.pipeline import Pipeline
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecutionService
 from codeapi.execution.warm import WarmPython
@@ -41,151 +43,183 @@ from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
 from codeapi.http.routes import programmatic as programmatic_routes
 from codeapi.http.routes import skill_deps as skill_deps_routes
-from codeapi.languages import get_language
 from codeapi.observability.debug import redacted_config, warn_debug_mode
 from codeapi.observability.loops import Loops
 from codeapi.observability.metrics import KEPT_SANDBOXES, WARM_SANDBOXES
 from codeapi.observability.usage import UsageLedger
 from codeapi.programmatic.continuations import ContinuationStore
-from codeapi.programmatic.service import ProgrammaticLimits, ProgrammaticService
+from codeapi.programmatic.service import ProgrammaticService
 from codeapi.programmatic.variables import SessionVariables
-from codeapi.repl.pool import PoolPolicy, ReplPool
-from codeapi.repl.sandbox import ReplLauncher
-from codeapi.repl.zygote_process import ZygoteProcess
-from codeapi.sandbox.cgroups import Cgroups
-from codeapi.sandbox.host import prepare_host, resolve_nsjail, unreachable_base_dir
-from codeapi.sandbox.policy import (
-    BASE_ENV,
-    SECCOMP_POLICY,
-    Isolation,
-    SandboxLimits,
-    host_view_binds,
-    masked_paths,
-    system_binds,
-)
+from codeapi.sandbox.host import prepare_host, unreachable_base_dir, warn_disabled_isolation
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import Workspaces
 from codeapi.sessions.service import SessionService
 from codeapi.sessions.sweeper import sweep_once
 from codeapi.state.archiver import archive_once
-from codeapi.state.store import StatePolicy, StateStore
 from codeapi.storage import open_stores
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import MetadataStore
+from codeapi.wiring.components import build_egress, build_runner, build_warm_python
+from codeapi.wiring.limits import UID_POOL_SIZE, Limits, derive_limits
 
 logger = structlog.get_logger(__name__)
 
-MB = 1024 * 1024
 SHUTDOWN_STEP_S = 15
-UID_POOL_SIZE = 64
-# Kept REPL sandboxes hold a uid each; half the pool stays for one-shot runs and warm-ups.
-MAX_KEPT_SANDBOXES = UID_POOL_SIZE // 2
-# A REPL sandbox is not handed out once this old; nsjail's own time limit lies beyond it.
-REPL_MAX_AGE_S = 3600.0
-ZYGOTE_START_TIMEOUT_S = 120.0
 
 
-def sandbox_limits(settings: Settings) -> SandboxLimits:
-    return SandboxLimits(
-        time_s=settings.limits.execution_time,
-        memory_mb=settings.limits.memory_mb,
-        processes=settings.limits.processes,
-        file_size_mb=settings.limits.file_size_mb,
-        output_bytes=settings.limits.output_kb * 1024,
-        tmpfs_mb=settings.sandbox.tmpfs_size_mb,
+@dataclass(frozen=True)
+class Stores:
+    """Started first and stopped last: everything below keeps records in them."""
+
+    metadata: MetadataStore
+    blobs: BlobStore
+    limiter: RateLimiter
+    usage: UsageLedger
+
+
+@dataclass(frozen=True)
+class Sandboxes:
+    """The host prepared, the one runner, and the warm Python set on top of it."""
+
+    workspaces: Workspaces
+    runner: NsjailRunner
+    egress: EgressGateway | None
+    programs: ProgramRunner
+    warm: WarmPython | None
+
+
+@dataclass(frozen=True)
+class Services:
+    """What requests reach: stopped first, so no run starts once the sandboxes go."""
+
+    sessions: SessionService
+    executions: ExecutionService
+    programmatic: ProgrammaticService
+    loops: Loops
+
+
+async def settle(what: str, stop: Callable[[], Awaitable[object]]) -> None:
+    """Wait a bounded time for a shutdown step: a stuck step is logged, never allowed to hang the exit.
+
+    asyncio.wait (unlike wait_for) does not cancel or await what is still pending, so nothing
+    that swallows a cancellation can hold the shutdown; the processes left are killed later in the stack.
+    """
+    _, pending = await asyncio.wait((asyncio.ensure_future(stop()),), timeout=SHUTDOWN_STEP_S)
+    if pending:
+        logger.error("codeapi.shutdown_step_stuck", step=what)
+
+
+async def start_stores(settings: Settings, stack: AsyncExitStack) -> Stores:
+    metadata, blobs = await open_stores(settings.storage, settings.redis, settings.s3)
+    stack.push_async_callback(blobs.close)
+    stack.push_async_callback(metadata.close)
+    limiter = RateLimiter.for_backend(settings.redis)
+    stack.push_async_callback(limiter.close)
+    usage = UsageLedger(metadata)
+    stack.push_async_callback(settle, "usage counts", usage.flush)
+    return Stores(metadata, blobs, limiter, usage)
+
+
+async def start_sandboxes(settings: Settings, limits: Limits, stores: Stores, stack: AsyncExitStack) -> Sandboxes:
+    sandbox, security = settings.sandbox, settings.security
+    raise_descriptor_limit(UID_POOL_SIZE)
+    workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
+    stack.callback(workspaces.close)
+    isolated = security.enable_network_isolation or security.enable_filesystem_isolation
+    hierarchy = prepare_host(sandbox, workspaces, require_cgroups=isolated)
+    warn_disabled_isolation(security, hierarchy is not None)
+    egress = build_egress(settings, limits.egress)
+    if egress is not None:
+        await egress.start()
+        stack.push_async_callback(egress.stop)
+    runner = build_runner(settings, workspaces, hierarchy, egress)
+    # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after the stack unwinds.
+    stack.callback(runner.close)
+    programs = ProgramRunner(runner, sandbox.runtime_dir, limits.sandbox)
+    warm = build_warm_python(settings, limits, runner, workspaces, programs, stores.metadata, stores.blobs)
+    if warm is not None:
+        stack.push_async_callback(settle, "warm pool", warm.pool.stop)
+    return Sandboxes(workspaces, runner, egress, programs, warm)
+
+
+def build_gate(settings: Settings, stores: Stores, tokens: TokenVerifier | None) -> AuthGate:
+    auth = settings.auth
+    return AuthGate(
+        auth.auth_enabled,
+        KeyChecker(auth.valid_keys),
+        stores.metadata,
+        tokens,
+        stores.limiter,
+        KeyChecker((auth.master_api_key,)) if auth.master_api_key else None,
     )
 
 
-def exec_limits(settings: Settings) -> ExecLimits:
-    return ExecLimits(
-        max_time_s=settings.limits.execution_time,
-        memory_mb=settings.limits.memory_mb,
-        output_kb=settings.limits.output_kb,
-        max_output_files=settings.limits.output_files,
-        max_file_bytes=settings.limits.file_size_mb * MB,
-        max_filename_length=settings.limits.filename_length,
+def start_services(
+    settings: Settings, limits: Limits, stores: Stores, sandboxes: Sandboxes, stack: AsyncExitStack
+) -> Services:
+    sessions = SessionService(
+        stores.metadata,
+        stores.blobs,
+        ttl=limits.session_ttl,
+        max_file_bytes=limits.max_file_bytes,
+        max_files_per_session=limits.max_files_per_session,
+    )
+    skill_deps = sandboxes.egress.skill_deps if sandboxes.egress else None
+    pipeline, accounting = Pipeline(sessions, limits.exec, skill_deps), Accounting(stores.usage)
+    executions = ExecutionService(pipeline, accounting, sandboxes.workspaces, sandboxes.programs, sandboxes.warm)
+    programmatic = ProgrammaticService(
+        pipeline,
+        accounting,
+        sandboxes.programs,
+        sandboxes.workspaces,
+        ContinuationStore(stores.metadata, ttl_s=limits.programmatic.pause_s),
+        limits.programmatic,
+        SessionVariables(sandboxes.warm, limits.max_file_bytes),
+    )
+    stack.push_async_callback(settle, "programmatic runs", programmatic.close)
+    loops = Loops()
+    stack.push_async_callback(settle, "background loops", loops.stop)
+    return Services(sessions, executions, programmatic, loops)
+
+
+def http_components(
+    settings: Settings, limits: Limits, stores: Stores, sandboxes: Sandboxes, services: Services, gate: AuthGate
+) -> Components:
+    """What the routes reach through ``codeapi.http.deps``."""
+    spool_dir = settings.sandbox.base_dir / ".uploads"
+    spool_dir.mkdir(exist_ok=True)
+    return Components(
+        executions=services.executions,
+        sessions=services.sessions,
+        gate=gate,
+        usage=stores.usage,
+        environment_keys=environment_records(settings.auth, datetime.now(UTC)),
+        max_filename_length=limits.max_filename_length,
+        max_files_per_session=limits.max_files_per_session,
+        max_file_bytes=limits.max_file_bytes,
+        spool_dir=spool_dir,
+        backends={"metadata": stores.metadata.name, "files": stores.blobs.name},
+        check_sandbox=services.executions.check_sandbox,
+        loops=services.loops,
+        egress=sandboxes.egress,
     )
 
 
-def build_egress(settings: Settings) -> EgressGateway | None:
-    """ENABLE_SANDBOX_NETWORK: sandboxes reach the package registries through the egress proxy."""
-    egress = settings.egress
-    if not egress.enable_sandbox_network:
-        return None
-    policy = EgressPolicy(
-        port=egress.port,
-        allowlist=tuple(egress.allowlist),
-        max_connections=egress.max_connections,
-        max_bytes=egress.max_mb * MB,
-        hosts=egress.hosts,
-    )
-    return EgressGateway(policy, SkillDeps(egress.skill_deps_path, settings.sandbox.workdir_size_mb * MB))
-
-
-def build_runner(
-    settings: Settings, workspaces: Workspaces, hierarchy: Cgroups | None, egress: EgressGateway | None = None
-) -> NsjailRunner:
-    security = settings.security
-    if security.enable_filesystem_isolation:
-        isolation = Isolation(system_binds(workspaces.system_dir))
-    else:
-        view = host_view_binds(workspaces.system_dir)
-        private = (settings.storage.data_dir, settings.sandbox.base_dir)
-        isolation = Isolation(view, masked_paths(view, private))
-    isolation = replace(isolation, own_network=security.enable_network_isolation)
-    nsjail = resolve_nsjail(settings.sandbox.nsjail_binary)
-    return NsjailRunner(nsjail, isolation, hierarchy, SECCOMP_POLICY, egress)
-
-
-def warn_disabled_isolation(settings: Settings, cgroups_available: bool) -> None:
-    """Every isolation the operator switched off, loudly, once per start."""
-    security = settings.security
-    if not security.enable_network_isolation:
-        logger.warning(
-            "security.isolation_disabled",
-            variable="ENABLE_NETWORK_ISOLATION",
-            effect="sandboxes share the host network: localhost services, the LAN and cloud metadata are reachable",
-        )
-    if not security.enable_filesystem_isolation:
-        logger.warning(
-            "security.isolation_disabled",
-            variable="ENABLE_FILESYSTEM_ISOLATION",
-            effect="sandboxes see the host's directories read-only: every world-readable file is exposed",
-        )
-    if not cgroups_available:
-        logger.warning(
-            "security.isolation_disabled",
-            variable="cgroups",
-            effect="no memory, process or CPU limits: one execution can exhaust the host",
-        )
-
-
-def pool_policy(settings: Settings) -> PoolPolicy:
-    pool = settings.pool
-    return PoolPolicy(
-        warm_target=pool.py if pool.enabled else 0,
-        warmup_on_startup=pool.warmup_on_startup,
-        parallel_batch=pool.parallel_batch,
-        replenish_interval_s=pool.replenish_interval,
-        exhaustion_trigger=pool.exhaustion_trigger,
-        idle_ttl_s=settings.sandbox.ttl_minutes * 60,
-        sweep_interval_s=settings.sandbox.cleanup_interval_minutes * 60,
-        max_hot=MAX_KEPT_SANDBOXES,
-        max_age_s=REPL_MAX_AGE_S,
-        zygote_timeout_s=max(ZYGOTE_START_TIMEOUT_S, settings.repl.warmup_timeout_seconds),
-    )
-
-
-def build_state_store(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> StateStore:
-    state = settings.state
-    policy = StatePolicy(
-        ttl=timedelta(seconds=state.ttl_seconds),
-        max_inline_raw_bytes=state.max_redis_size_mb * MB,
-        archive_after=timedelta(seconds=state.archive_after_seconds),
-        archive_ttl=timedelta(days=state.archive_ttl_days),
-        archive_enabled=state.archive_enabled,
-    )
-    return StateStore(metadata, blobs, policy)
+async def start(app: FastAPI, settings: Settings, limits: Limits, tokens: TokenVerifier | None) -> AsyncExitStack:
+    """Every component, started in order; the returned stack stops them in reverse. A start that
+    fails stops what had started before it, then raises."""
+    async with AsyncExitStack() as stack:
+        stack.callback(logger.info, "codeapi.stopped")
+        stores = await start_stores(settings, stack)
+        sandboxes = await start_sandboxes(settings, limits, stores, stack)
+        services = start_services(settings, limits, stores, sandboxes, stack)
+        gate = build_gate(settings, stores, tokens)
+        app.state.programmatic = services.programmatic
+        app.state.components = http_components(settings, limits, stores, sandboxes, services, gate)
+        await refuse_without_sandbox(services.executions, settings.sandbox.base_dir)
+        start_loops(services.loops, settings, services.sessions, sandboxes.warm)
+        logger.info("codeapi.started", version=__version__, metadata=stores.metadata.name, files=stores.blobs.name)
+        return stack.pop_all()
 
 
 async def refuse_without_sandbox(executions: ExecutionService, base_dir: Path) -> None:
@@ -216,139 +250,17 @@ def start_loops(loops: Loops, settings: Settings, sessions: SessionService, warm
         loops.every("state archiver", archive_interval_s, lambda: archive_once(states, sessions.metadata))
 
 
-def build_warm_python(
-    settings: Settings,
-    runner: NsjailRunner,
-    workspaces: Workspaces,
-    programs: ProgramRunner,
-    metadata: MetadataStore,
-    blobs: BlobStore,
-) -> WarmPython | None:
-    """The Python fast path (issue 4): warm REPL sandboxes forked from a zygote, state across calls."""
-    if not settings.repl.enabled:
-        return None
-    spec, runtime = get_language("py"), settings.sandbox.runtime_dir
-    memory_mb = settings.limits.memory_mb
-    zygote = ZygoteProcess(
-        runtime / "python" / "bin" / "python3",
-        {**BASE_ENV, **spec.render_env(memory_mb), **network_env(runner.egress)},
-        runtime / "mplcache",
-        workspaces.system_dir / "zygote",
-    )
-    launcher = ReplLauncher(
-        runner=runner,
-        workspaces=workspaces,
-        zygote=zygote,
-        spec=spec,
-        runtime_dir=runtime,
-        limits=replace(sandbox_limits(settings), time_s=REPL_MAX_AGE_S + settings.limits.execution_time + 60),
-        seed_home=lambda dirs: programs.seed_home(spec, dirs),
-        warmup_timeout_s=settings.repl.warmup_timeout_seconds,
-        max_state_bytes=settings.limits.file_size_mb * MB,
-    )
-    states = build_state_store(settings, metadata, blobs) if settings.state.persistence_enabled else None
-    return WarmPython(ReplPool(launcher, pool_policy(settings)), states, settings.state.capture_on_error)
-
-
-async def settle(what: str, *tasks: asyncio.Future[Any]) -> None:
-    """Wait a bounded time for shutdown work: a stuck step is logged, never allowed to hang the exit.
-
-    asyncio.wait (unlike wait_for) does not cancel or await what is still pending, so nothing
-    that swallows a cancellation can hold the shutdown; the processes left are killed below.
-    """
-    _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_S)
-    if pending:
-        logger.error("codeapi.shutdown_step_stuck", step=what, pending=len(pending))
-
-
 def create_app(settings: Settings) -> FastAPI:
+    limits = derive_limits(settings)
     tokens = build_token_verifier(settings.auth)
     refuse_short_keys(settings.auth, settings.api.debug)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sandbox, security = settings.sandbox, settings.security
-        raise_descriptor_limit(UID_POOL_SIZE)
-        workspaces = Workspaces(sandbox.base_dir, sandbox.uid, UID_POOL_SIZE, sandbox.workdir_size_mb)
-        isolated = security.enable_network_isolation or security.enable_filesystem_isolation
-        hierarchy = prepare_host(sandbox, workspaces, require_cgroups=isolated)
-        warn_disabled_isolation(settings, hierarchy is not None)
-        metadata, blobs = await open_stores(settings.storage, settings.redis, settings.s3)
-        sessions = SessionService(
-            metadata,
-            blobs,
-            ttl=timedelta(hours=settings.session.ttl_hours),
-            max_file_bytes=settings.limits.file_size_mb * MB,
-            max_files_per_session=settings.limits.files_per_session,
-        )
-        egress = build_egress(settings)
-        if egress is not None:
-            await egress.start()
-        runner = build_runner(settings, workspaces, hierarchy, egress)
-        programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
-        spool_dir = settings.sandbox.base_dir / ".uploads"
-        spool_dir.mkdir(exist_ok=True)
-        warm = build_warm_python(settings, runner, workspaces, programs, metadata, blobs)
-        usage = UsageLedger(metadata)
-        accounting = Accounting(usage)
-        pipeline = Pipeline(sessions, exec_limits(settings), egress.skill_deps if egress else None)
-        executions = ExecutionService(pipeline, accounting, workspaces, programs, warm)
-        limiter = RateLimiter.for_backend(settings.redis)
-        loops = Loops()
-        pause_s = settings.limits.ptc_pause_seconds
-        app.state.programmatic = programmatic = ProgrammaticService(
-            pipeline,
-            accounting,
-            programs,
-            workspaces,
-            ContinuationStore(metadata, ttl_s=pause_s),
-            ProgrammaticLimits(pause_s=pause_s),
-            SessionVariables(warm, settings.limits.file_size_mb * MB),
-        )
-        app.state.components = Components(
-            executions=executions,
-            sessions=sessions,
-            gate=AuthGate(
-                settings.auth.auth_enabled,
-                KeyChecker(settings.auth.valid_keys),
-                metadata,
-                tokens,
-                limiter,
-                KeyChecker((settings.auth.master_api_key,)) if settings.auth.master_api_key else None,
-            ),
-            usage=usage,
-            environment_keys=environment_records(settings.auth, datetime.now(UTC)),
-            max_filename_length=settings.limits.filename_length,
-            max_files_per_session=settings.limits.files_per_session,
-            max_file_bytes=settings.limits.file_size_mb * MB,
-            spool_dir=spool_dir,
-            backends={"metadata": metadata.name, "files": blobs.name},
-            check_sandbox=executions.check_sandbox,
-            loops=loops,
-            egress=egress,
-        )
-        try:
-            await refuse_without_sandbox(executions, sandbox.base_dir)
-            start_loops(loops, settings, sessions, warm)
-            logger.info("codeapi.started", version=__version__, metadata=metadata.name, files=blobs.name)
+        async with await start(app, settings, limits, tokens):
             if settings.api.debug:
                 warn_debug_mode()
             yield
-        finally:
-            await settle("background loops", asyncio.ensure_future(loops.stop()))
-            await settle("programmatic runs", asyncio.ensure_future(programmatic.close()))
-            if warm is not None:
-                await settle("warm pool", asyncio.ensure_future(warm.pool.stop()))
-            # Runs still in flight die with the API: uvicorn re-raises SIGTERM right after this.
-            runner.close()
-            if egress is not None:
-                await egress.stop()
-            workspaces.close()
-            await settle("usage counts", asyncio.ensure_future(usage.flush()))
-            await limiter.close()
-            await metadata.close()
-            await blobs.close()
-            logger.info("codeapi.stopped")
 
     docs = settings.dev.enable_docs
     app = FastAPI(

@@ -1,7 +1,7 @@
 """Install-time tasks run by scripts/install: host preparation, the Go cache, the language check.
 
-Like app.py, this module wires components together; it uses the same runner and language
-table as the API so an install that passes here runs the same way under the server.
+A composition root like app.py: it builds the same runner (codeapi/wiring/) and uses the same language
+table as the API, so an install that passes here runs the same way under the server.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from codeapi.app import build_runner, sandbox_limits
 from codeapi.config import Settings
 from codeapi.execution.program import Program, ProgramRunner
 from codeapi.languages import LANGUAGES, get_language
@@ -21,6 +20,8 @@ from codeapi.sandbox.host import prepare_host
 from codeapi.sandbox.policy import Bind
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import Workspaces
+from codeapi.wiring.components import build_runner
+from codeapi.wiring.limits import derive_limits
 
 GO_CACHE = "gocache"
 GO_WARM_TIME_S = 900
@@ -66,7 +67,9 @@ async def warm_go_cache(settings: Settings) -> int:
     spec = get_language("go")
     cache.mkdir(parents=True, exist_ok=True)
     os.chown(cache, workspaces.first_uid, workspaces.first_uid)  # the slot's uid: another instance may hold SANDBOX_UID
-    limits = replace(sandbox_limits(settings), time_s=GO_WARM_TIME_S, memory_mb=3072, file_size_mb=512, tmpfs_mb=1024)
+    limits = replace(
+        derive_limits(settings).sandbox, time_s=GO_WARM_TIME_S, memory_mb=3072, file_size_mb=512, tmpfs_mb=1024
+    )
     binds = tuple(
         Bind(cache, mount.dst, writable=True)
         if mount.relative_src == GO_CACHE
@@ -95,7 +98,7 @@ async def warm_go_cache(settings: Settings) -> int:
 
 async def check_languages(settings: Settings, only: list[str]) -> int:
     workspaces, runner = prepare_for_cli(settings)
-    programs = ProgramRunner(runner, settings.sandbox.runtime_dir, sandbox_limits(settings))
+    programs = ProgramRunner(runner, settings.sandbox.runtime_dir, derive_limits(settings).sandbox)
     failures = 0
     for spec in LANGUAGES:
         if only and spec.id not in only:

@@ -28,7 +28,7 @@ from limits.errors import StorageError
 from codeapi.config.groups import RedisSettings
 from codeapi.errors import RateLimited
 from codeapi.storage.metadata.base import RateLimits
-from codeapi.storage.metadata.redis import _connection_pool
+from codeapi.storage.redis_pool import connection_pool
 
 WINDOWS: dict[str, type[RateLimitItem]] = {
     "per_second": RateLimitItemPerSecond,
@@ -83,7 +83,7 @@ class RateLimiter:
     def for_backend(cls, redis: RedisSettings) -> RateLimiter:
         if not redis.configured:
             return cls(MemoryStorage())
-        pool = _connection_pool(redis, decode=False)
+        pool = connection_pool(redis, decode=False)
         shared: dict[str, Any] = {"connection_pool": pool}  # the metadata store's Redis settings
         storage = RedisStorage(
             "async+redis://", implementation="redispy", wrap_exceptions=True, key_prefix=KEY_PREFIX, **shared

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from codeapi.egress.allowlist import Allowlist
+from codeapi.hostnames import allowlist_entry
 
 CommaList = Annotated[list[str], NoDecode]
 ExecutionProfile = Literal["default", "stateful"]
@@ -354,10 +354,8 @@ class EgressSettings(Group):
     @field_validator("allowlist")
     @classmethod
     def host_names_only(cls, entries: list[str]) -> list[str]:
-        try:
-            Allowlist.build(entries)
-        except ValueError as error:
-            raise ValueError(str(error)) from None
+        for entry in entries:
+            allowlist_entry(entry)  # raises ValueError, which pydantic reports with the variable's name
         return entries
 
 

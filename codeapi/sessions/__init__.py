@@ -1,0 +1,1 @@
+"""Sessions and their files, ids, names and the sweeper."""
