@@ -36,7 +36,10 @@ def error_body(error: CodeapiError, request: Request) -> dict[str, Any]:
         details.append({"field": error.field, "message": error.message, "code": error.code})
     body = envelope(error.message, error.error_type, request, details)
     if isinstance(error, RateLimited):
-        body["retry_after_seconds"] = error.retry_after_s
+        # The client reads exactly these two to tell the model when to retry (contract §9.3).
+        seconds = error.retry_after_s
+        body.update(error=error.code, retry_after_seconds=seconds)
+        body["message"] = f"Too many requests. Please retry in {seconds} second{'' if seconds == 1 else 's'}."
     if isinstance(error, ExecutionProfileError):
         # The client matches the code in "error" (contract §4.5, §9.2); the sentence moves aside.
         body.update(error=error.code, message=error.message)
