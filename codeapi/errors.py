@@ -3,7 +3,8 @@
 CodeapiError(status, code, message)
 ├── NotFound                404
 │   ├── SessionNotFound
-│   └── FileNotFound
+│   ├── FileNotFound
+│   └── RequestNotFound
 ├── InvalidRequest          400
 │   ├── UnsupportedLanguage
 │   ├── BadFilename
@@ -11,7 +12,10 @@ CodeapiError(status, code, message)
 │   ├── TooManyFiles        413
 │   └── RequestTooLarge     413
 ├── AuthError               401
+├── Forbidden               403
 ├── SessionBusy             409
+├── DuplicateRequestId      409
+├── ContinuationInUse       409
 ├── ExecutionProfileError
 │   ├── InvalidExecutionProfile   400
 │   └── ExecutionProfileMismatch  409
@@ -48,6 +52,12 @@ class FileNotFound(NotFound):
 
     def __init__(self, message: str = "File not found") -> None:
         super().__init__(message)
+
+
+class RequestNotFound(NotFound):
+    """No programmatic request by that id is known here (never seen, forgotten, or served by another replica)."""
+
+    code = "request_not_found"
 
 
 class InvalidRequest(CodeapiError):
@@ -92,9 +102,33 @@ class AuthError(CodeapiError):
     error_type = "authentication"
 
 
+class Forbidden(CodeapiError):
+    """The caller is known but the thing it names is another caller's."""
+
+    status = 403
+    code = "forbidden"
+    error_type = "authorization"
+
+
 class SessionBusy(CodeapiError):
     status = 409
     code = "session_busy"
+    error_type = "conflict"
+
+
+class DuplicateRequestId(CodeapiError):
+    """A cancel names a request id that more than one of the caller's requests in flight carry."""
+
+    status = 409
+    code = "duplicate_request_id"
+    error_type = "conflict"
+
+
+class ContinuationInUse(CodeapiError):
+    """Another continuation of the same token is being served."""
+
+    status = 409
+    code = "continuation_in_use"
     error_type = "conflict"
 
 

@@ -56,6 +56,8 @@ class Accounting:
             termination=outcome.ending,
             exit_code=outcome.exit_code,
             wall_ms=timing.run_ms,
+            cpu_ms=outcome.run.cpu_ms,
+            memory_bytes=outcome.run.memory_bytes,
             files=len(outcome.files),
             **log_fields,
         )

@@ -25,18 +25,21 @@ from codeapi.execution.files import (
     write_input,
 )
 from codeapi.execution.outcome import (
+    Delivery,
     ExecOutcome,
     OutputFile,
+    Outputs,
     RunEnd,
     Stop,
     StoredRef,
     decode,
     join_stderr,
+    run_stats,
     termination_note,
 )
 from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import JobDirs
-from codeapi.sessions.names import sanitize_name
+from codeapi.sessions.names import is_hidden, sanitize_name
 from codeapi.sessions.service import SessionService
 from codeapi.storage.metadata.base import FileRecord, SessionRecord
 
@@ -169,10 +172,11 @@ class Pipeline:
         staged: dict[str, StagedInput],
         notes: list[str],
         stored: dict[str, tuple[str, object]] | None = None,
-    ) -> list[OutputFile]:
+    ) -> Outputs:
         """Store new and changed files; ``stored`` (when given) receives name -> (file id, fingerprint)
         of every file in /mnt/data that now matches a stored file."""
         found, rejected = await asyncio.to_thread(walk_outputs, dirs.data, self.limits.max_file_bytes)
+        deleted = removed_inputs(staged, {item.path for item in found} | {item.path for item in rejected})
         changed = [
             item for item in found if item.path not in staged or staged[item.path].fingerprint != item.fingerprint
         ]
@@ -206,7 +210,8 @@ class Pipeline:
         inherited = [
             OutputFile(record.file_id, path, record.session_id, inherited=True) for path, record in dropped.items()
         ]
-        return outputs + inherited
+        delivery = Delivery(len(outputs) + len(rejected), len(outputs)) if rejected else None
+        return Outputs(outputs + inherited, deleted, delivery)
 
     async def store_outputs(
         self,
@@ -237,19 +242,45 @@ class Pipeline:
                 stored[item.path] = (record.file_id, item.fingerprint)
         return outputs
 
-    def outcome(self, session_id: str, end: RunEnd, timeout_s: float) -> ExecOutcome:
+    def outcome(
+        self, session_id: str, end: RunEnd, timeout_s: float, language: str, version: str | None = None
+    ) -> ExecOutcome:
         """Decoded output, and stderr closed by what the user must know: why the run ended, truncated
         streams, files not saved, variables not kept."""
         limits, ended, notes = self.limits, end.ended, list(end.notes)
         stdout = stderr = ""
         exit_code: int | None = None
         note: str | None = ended.detail if isinstance(ended, Stop) else None
+        stdout_capped = False
         if isinstance(ended, SandboxResult):
             stdout = decode(ended.stdout, ended.stdout_truncated, "stdout", limits.output_kb, notes)
             stderr = decode(ended.stderr, ended.stderr_truncated, "stderr", limits.output_kb, notes)
-            exit_code = ended.exit_code
+            exit_code, stdout_capped = ended.exit_code, ended.stdout_truncated
         if not note and ended.termination is not None:
-            note = termination_note(ended.termination, timeout_s, limits.memory_mb, limits.output_kb, exit_code or 0)
+            note = termination_note(
+                ended.termination, timeout_s, limits.memory_mb, limits.output_kb, exit_code or 0, stdout_capped
+            )
         if note:
             notes.insert(0, note)
-        return ExecOutcome(session_id, stdout, join_stderr(stderr, notes), end.files, ended.termination, exit_code)
+        return ExecOutcome(
+            session_id,
+            stdout,
+            join_stderr(stderr, notes),
+            end.outputs,
+            ended.termination,
+            exit_code,
+            run_stats(ended),
+            language,
+            version,
+        )
+
+
+def removed_inputs(staged: dict[str, StagedInput], walked: set[str]) -> list[str]:
+    """The staged inputs a run removed (or replaced by what is not a file), by their names under
+    /mnt/data: the names the client sent, which it drops from its list (``deleted_files``). Read-only
+    inputs are not among them: a run's changes to those are dropped, removal included."""
+    return [
+        name
+        for name, staged_input in staged.items()
+        if name not in walked and not staged_input.record.read_only and not is_hidden(name)
+    ]

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
 from codeapi.errors import CodeapiError, InvalidRequest, SandboxFailure
 from codeapi.execution.accounting import Accounting, Requester, Timing
-from codeapi.execution.outcome import ExecOutcome, OutputFile, RunEnd
+from codeapi.execution.outcome import ExecOutcome, Outputs, RunEnd
 from codeapi.execution.pipeline import Pipeline, SessionClaim, StagedInput
 from codeapi.execution.program import Program, ProgramRunner, check_program_text
 from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs
 from codeapi.languages import get_language
-from codeapi.repl.sandbox import Lifecycle
+from codeapi.languages.inventory import RuntimeVersions
+from codeapi.repl.sandbox import CallResult, Lifecycle, ReplSandbox
 from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import Workspaces
 from codeapi.sessions.ids import new_id
@@ -34,8 +35,8 @@ class ExecRequest:
     timeout_s: float | None = None
 
 
-# What one run left: the sandbox's result, the files stored from it, and notes for stderr.
-Ran = tuple[SandboxResult, list[OutputFile], list[str]]
+# What one run left: the sandbox's result, what was collected from it, and notes for stderr.
+Ran = tuple[SandboxResult, Outputs, list[str]]
 
 
 class ExecutionService:
@@ -52,6 +53,7 @@ class ExecutionService:
         self.workspaces = workspaces
         self.programs = programs
         self.warm = warm  # None: REPL_ENABLED=false, Python runs one-shot like every language
+        self.versions = RuntimeVersions(programs.runtime_dir)
 
     async def execute(self, request: ExecRequest, who: Requester) -> ExecOutcome:
         """Run the request and count it for ``who``; a bad request is not an execution."""
@@ -70,6 +72,7 @@ class ExecutionService:
         """The outcome, and the sandbox's wall time in milliseconds."""
         spec = get_language(request.lang)
         check_program_text(request.code, request.args)
+        version = asyncio.ensure_future(self.versions.of(spec))  # once per language, beside the run
         timeout_s = self.pipeline.clamp_timeout(request.timeout_s)
         session = await self.pipeline.choose_session(request.claim)
         job_id = new_id()
@@ -84,8 +87,9 @@ class ExecutionService:
                     session, request, Program(spec, request.code, request.args, timeout_s), job_id
                 )
             await sessions.touch(session)
-        result, files, notes = ran
-        return self.pipeline.outcome(session.session_id, RunEnd(result, files, notes), timeout_s), result.wall_ms
+        result, outputs, notes = ran
+        end = RunEnd(result, outputs, notes)
+        return self.pipeline.outcome(session.session_id, end, timeout_s, spec.id, await version), result.wall_ms
 
     async def check_sandbox(self) -> None:
         """Run a trivial program through the real sandbox; raises SandboxFailure when it cannot."""
@@ -105,8 +109,8 @@ class ExecutionService:
             ran = await self.programs.run(program, dirs, job_id)
             await pipeline.keep_skill_deps(session.session_id, dirs)
             notes: list[str] = []
-            files = await pipeline.collect_outputs(session.session_id, dirs, staged, notes)
-        return ran.result, files, notes
+            outputs = await pipeline.collect_outputs(session.session_id, dirs, staged, notes)
+        return ran.result, outputs, notes
 
     async def run_warm(
         self, warm: WarmPython, session: SessionRecord, request: ExecRequest, timeout_s: float
@@ -141,12 +145,26 @@ class ExecutionService:
             else:
                 staged = {name: StagedInput(record, kept[name]) for name, record in chosen.items()}
             await self.pipeline.attach_skill_deps(session_id, sandbox.dirs)
-            call = await sandbox.call(request.code, request.args, timeout_s, warm.save_mode, restore)
+            call = with_usage(
+                await sandbox.call(request.code, request.args, timeout_s, warm.save_mode, restore), sandbox
+            )
             await self.pipeline.keep_skill_deps(session_id, sandbox.dirs)
             notes = state_notes(call, self.pipeline.limits.max_file_bytes)
             sandbox.manifest = {}
-            files = await self.pipeline.collect_outputs(session_id, sandbox.dirs, staged, notes, sandbox.manifest)
+            outputs = await self.pipeline.collect_outputs(session_id, sandbox.dirs, staged, notes, sandbox.manifest)
             keep = await settle_state(warm, sandbox, session_id, call, saved)
         finally:
             warm.pool.release(sandbox, session_id, keep)
-        return call.result, files, notes
+        return call.result, outputs, notes
+
+
+def with_usage(call: CallResult, sandbox: ReplSandbox) -> CallResult:
+    """The call's CPU time and memory peak from the jail's cgroup (counted from the call's start,
+    JobCgroup.mark). Read before anything awaits: the worker that replaces the call's (started by
+    ``call``) runs in the same cgroup as soon as this task yields."""
+    cgroup = sandbox.jail.cgroup
+    if cgroup is None:
+        return call
+    return replace(
+        call, result=replace(call.result, cpu_ms=cgroup.cpu_ms(), memory_peak_bytes=cgroup.memory_peak_bytes())
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from codeapi.http.schemas import CLAIMED_USER_ID, ENTITY_ID, FileRefIn, WireModel
+from codeapi.languages import TOOL_CALLING_LANGUAGES
 
 
 class ToolResultIn(WireModel):
@@ -21,7 +22,7 @@ class ProgrammaticBody(WireModel):
 
     code: str | None = None
     tools: list[Any] = []
-    lang: Literal["py", "bash"] = "py"
+    lang: str = "py"  # the contract's default: run_tools_with_code sends none
     session_id: str | None = None
     files: list[FileRefIn] | None = None
     timeout: int | None = Field(None, ge=1000, le=300000, description="milliseconds per round")
@@ -35,6 +36,13 @@ class ProgrammaticBody(WireModel):
     def lower_case(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("lang")
+    @classmethod
+    def calls_tools(cls, value: str) -> str:
+        if value not in TOOL_CALLING_LANGUAGES:
+            raise ValueError(f"lang must be one of {', '.join(sorted(TOOL_CALLING_LANGUAGES))}")
+        return value
+
     @field_validator("tools", "tool_results", mode="before")
     @classmethod
     def absent_is_empty(cls, value: Any) -> Any:
@@ -42,4 +50,4 @@ class ProgrammaticBody(WireModel):
 
 
 class CancelBody(WireModel):
-    request_id: str | None = Field(None, max_length=200)
+    request_id: str = Field(min_length=1, max_length=200)

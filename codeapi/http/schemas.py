@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -69,11 +69,39 @@ class FileRefOut(WireModel):
     inherited: bool | None = None  # True only: a read-only input echoed unchanged (contract §4.4)
 
 
+class ArtifactDeliveryOut(WireModel):
+    """Present only when some of a run's new or changed files could not be stored (contract §9.3)."""
+
+    code: Literal["artifact_delivery_failed"] = "artifact_delivery_failed"
+    status: Literal["partial", "failed"]
+    attempted: int
+    delivered: int
+    failed: int
+
+
+class RunOut(WireModel):
+    """How the program ran, the official server's ``run`` without its copies of stdout and stderr.
+    Milliseconds and bytes; null where nothing measured it (docs/programmatic.md, "What the end reports")."""
+
+    status: str | None  # TO time limit, SG signal (out of memory too), OL / EL output cap, XX stopped; null: ended
+    code: int | None
+    signal: str | None
+    message: str | None
+    wall_time: int | None
+    cpu_time: int | None
+    memory: int | None
+
+
 class ExecResponse(WireModel):
     session_id: str
     stdout: str
     stderr: str
     files: list[FileRefOut]
+    deleted_files: list[str]  # inputs the run removed, by the names they were staged under in /mnt/data
+    artifact_delivery: ArtifactDeliveryOut | None = None
+    run: RunOut
+    language: str
+    version: str | None
 
 
 class UploadedFileOut(WireModel):

@@ -6,8 +6,10 @@ the lists in scripts/toolbox/, so it shows what this host has, not what it was m
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -25,6 +27,7 @@ PHP_CONF_DIRS = sorted(Path("/etc/php").glob("*/cli/conf.d"))
 # Commands a program may call, by the Debian package in scripts/toolbox/apt.txt that brings them.
 TOOLS = ("pdftotext", "tesseract", "pandoc", "ffmpeg", "convert", "gs", "file", "zip", "unzip", "jq", "sqlite3", "bc")
 FONT_FAMILIES = ("DejaVu Sans", "Noto Sans CJK JP")
+VERSION_NUMBER = re.compile(r"\d+(?:\.\d+)+")
 
 
 @cache
@@ -65,6 +68,26 @@ def runtime_version(spec: LanguageSpec, runtime_dir: Path) -> str | None:
         return None
     lines = (ran.stdout or ran.stderr).strip().splitlines()  # java and older tools print it on stderr
     return lines[0] if ran.returncode == 0 and lines else None
+
+
+def version_number(spec: LanguageSpec, runtime_dir: Path) -> str | None:
+    """The runtime's version as a bare number ("3.11.2"), the form the official server reports."""
+    line = runtime_version(spec, runtime_dir)
+    found = VERSION_NUMBER.search(line) if line else None
+    return found.group() if found else None
+
+
+class RuntimeVersions:
+    """Each language's version number, found once per process by running its version command."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        self.runtime_dir = runtime_dir
+        self.known: dict[str, str | None] = {}
+
+    async def of(self, spec: LanguageSpec) -> str | None:
+        if spec.id not in self.known:
+            self.known[spec.id] = await asyncio.to_thread(version_number, spec, self.runtime_dir)
+        return self.known[spec.id]
 
 
 def python_packages(venv: Path) -> dict[str, str]:

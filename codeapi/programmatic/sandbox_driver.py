@@ -5,12 +5,12 @@ Frames both ways are a 4-byte big-endian length and UTF-8 JSON. The driver sends
 time, ``{"calls": [{"name", "input"}]}``, and waits for ``{"results": [{"ok", "value"|"error"}]}``
 in the same order; calls made while a batch is out wait for the next one.
 
-``py``: the user's code runs in this process with top-level await; every tool is an async function
+``inline`` (Python): the user's code runs in this process with top-level await; every tool is an async function
 taking keyword arguments, and ``asyncio`` and ``json`` are pre-imported. The session's variables
 are restored and saved with the warm REPL's own functions (codeapi.repl.server, bound read-only). Calls that start in the
 same turn of the event loop (``asyncio.gather``) travel in one batch.
 
-``bash``: the user's script runs as a child; each tool is a bash function (see script.py) that
+``script`` (bash): the user's script runs as a child; each tool is a bash function (see script.py) that
 writes its JSON argument to a file and a request line to a pipe, then blocks on a FIFO until this
 driver writes the result next to it. Requests arriving within a short quiet window form one batch.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
+import contextlib
 import errno
 import inspect
 import json
@@ -37,6 +38,7 @@ STATE_IN = "/code/state.bin"  # the session's saved variables, when there are an
 STATE_OUT = "/home/sandbox/.codeapi-state"  # read by the API once the program has ended
 LIBRARY = "/opt/codeapi-lib"  # the API's own package, read-only, for the state format
 FIFO_WAIT_S = 5.0  # a bash caller opens its FIFO right after its request; one that never does is gone
+INLINE, SCRIPT = "inline", "script"  # the modes (argv[1]): the program in this process, or a bash child
 
 
 class Channel:
@@ -45,6 +47,9 @@ class Channel:
         self.writer = writer
 
     async def exchange(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for stream in (sys.stdout, sys.stderr):  # what the program printed shows with this pause
+            with contextlib.suppress(OSError, ValueError):  # the program may have closed or broken it
+                stream.flush()
         payload = json.dumps({"calls": calls}, separators=(",", ":")).encode()
         self.writer.write(HEADER.pack(len(payload)) + payload)
         await self.writer.drain()
@@ -229,7 +234,7 @@ async def main() -> int:
     channel = Channel(reader, writer)
     with open(tools_path, encoding="utf-8") as handle:
         tools = json.load(handle)
-    if mode == "bash":
+    if mode == SCRIPT:
         return await run_bash(channel, tools, source_path)
     with open(source_path, encoding="utf-8") as handle:
         source = handle.read()

@@ -1,14 +1,13 @@
 """The tools a program may call: validated definitions and the names code uses for them.
 
-Names follow @librechat/agents, which tells the model these exact spellings: Python turns ``-``,
-spaces and dots into ``_``, drops what is not ``[A-Za-z0-9_]``, prefixes a leading digit with
-``_`` and suffixes keywords with ``_tool``; bash does the same with its reserved words.
+Names follow @librechat/agents, which tells the model these exact spellings: ``-``, spaces and dots
+become ``_``, what is not ``[A-Za-z0-9_]`` is dropped, a leading digit gets ``_`` and a reserved word
+of the program's language (Python's keywords, bash's reserved words: its ToolCalling) gets ``_tool``.
 """
 
 from __future__ import annotations
 
 import json
-import keyword
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +16,6 @@ from codeapi.errors import InvalidRequest
 
 MAX_TOOLS = 128
 MAX_TOOL_NAME = 128
-BASH_RESERVED = frozenset(
-    "if then else elif fi case esac for while until do done in function select time coproc "
-    "declare typeset local readonly export unset".split()
-)
 
 
 @dataclass(frozen=True)
@@ -29,15 +24,14 @@ class Tool:
     identifier: str  # as the program calls it
 
 
-def identifier_for(name: str, lang: str) -> str:
+def identifier_for(name: str, reserved_words: frozenset[str]) -> str:
     normalized = re.sub(r"[^A-Za-z0-9_]", "", re.sub(r"[-\s.]", "_", name))
     if re.match(r"[0-9]", normalized):
         normalized = "_" + normalized
-    reserved = keyword.iskeyword(normalized) if lang == "py" else normalized in BASH_RESERVED
-    return normalized + "_tool" if reserved else normalized
+    return normalized + "_tool" if normalized in reserved_words else normalized
 
 
-def parse_tools(definitions: list[Any], lang: str) -> tuple[Tool, ...]:
+def parse_tools(definitions: list[Any], reserved_words: frozenset[str]) -> tuple[Tool, ...]:
     """Each definition needs a string ``name``; the rest (description, parameters) is the client's."""
     if len(definitions) > MAX_TOOLS:
         raise InvalidRequest(f"At most {MAX_TOOLS} tools may be given", field="tools")
@@ -48,7 +42,7 @@ def parse_tools(definitions: list[Any], lang: str) -> tuple[Tool, ...]:
             raise InvalidRequest(
                 f"tools[{position}] needs a name of 1 to {MAX_TOOL_NAME} characters", field=f"tools -> {position}"
             )
-        identifier = identifier_for(name, lang)
+        identifier = identifier_for(name, reserved_words)
         if not identifier or identifier.startswith("__"):
             raise InvalidRequest(f"Tool name {name!r} has no usable identifier", field=f"tools -> {position}")
         clash = tools.get(identifier)

@@ -19,13 +19,13 @@ from codeapi.repl import protocol
 from codeapi.sandbox.policy import Bind
 from codeapi.sandbox.workspace import JobDirs
 from codeapi.storage.metadata.base import StateRecord
+from codeapi.units import MB
 
 PACKAGE_DIR = Path(codeapi.__file__).resolve().parent
 LIBRARY_DIR = "/opt/codeapi-lib"  # sandbox_driver.LIBRARY
 STATE_FILE = "state.bin"  # /code/state.bin in the jail: sandbox_driver.STATE_IN
 SAVED_STATE_FILE = ".codeapi-state"  # /home/sandbox/.codeapi-state: sandbox_driver.STATE_OUT
 RAW_SIZE = struct.Struct(">Q")  # the uncompressed size, ahead of the saved blob
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class SessionVariables:
     warm: WarmPython | None  # None: REPL_ENABLED=false; no states: STATE_PERSISTENCE_ENABLED=false
     max_bytes: int
 
-    def save_mode(self, lang: str) -> protocol.Save:
-        if lang != "py" or self.warm is None or self.warm.states is None:
+    def save_mode(self, keeps_variables: bool) -> protocol.Save:
+        """How the program's variables are saved: never for a language that keeps none (its ToolCalling)."""
+        if not keeps_variables or self.warm is None or self.warm.states is None:
             return protocol.Save.NEVER
         return self.warm.save_mode
 

@@ -19,12 +19,23 @@ from codeapi.sandbox.cgroups import (
     at_or_below,
     cgroup_lines,
     members_below,
+    read_int,
     remove_tree,
     writable,
 )
 
 # Each controller with a file every non-root cgroup of its v1 flavour has.
 CONTROLLERS = {"memory": "memory.limit_in_bytes", "pids": "pids.max", "cpu": "cpu.cfs_quota_us"}
+NS_PER_MS = 1_000_000
+
+
+def cpu_accounting(root: Path) -> tuple[str, ...]:
+    """cpuacct, which counts a job's CPU time, when it is a hierarchy of its own; mounted together with
+    cpu ("cpu,cpuacct", where both names lead) its files are in the job's cpu cgroup already, and
+    without it a run's CPU time is unknown."""
+    cpuacct = root / "cpuacct"
+    separate = cpuacct.is_dir() and cpuacct.resolve() != (root / "cpu").resolve()
+    return ("cpuacct",) if separate else ()
 
 
 @dataclass(eq=False)
@@ -32,6 +43,7 @@ class V1JobCgroup(JobCgroup):
     name: str
     root: Path
     controllers: tuple[str, ...]
+    cpu_before_ns: int = 0  # cpuacct.usage at ``mark``
 
     def path(self, controller: str) -> Path:
         return self.root / controller / PARENT / self.name
@@ -60,10 +72,21 @@ class V1JobCgroup(JobCgroup):
             return False
         return failures > 0 or peak >= limit - PEAK_MARGIN_BYTES
 
+    def cpu_usage_ns(self) -> int | None:
+        return read_int(self.path("cpuacct") / "cpuacct.usage")
+
+    def cpu_ms(self) -> int | None:
+        used = self.cpu_usage_ns()
+        return None if used is None else (used - self.cpu_before_ns) // NS_PER_MS
+
+    def memory_peak_bytes(self) -> int | None:
+        return read_int(self.path("memory") / "memory.max_usage_in_bytes")  # reset by ``mark``
+
     def mark(self) -> None:
         for name in ("memory.max_usage_in_bytes", "memory.failcnt"):
             with contextlib.suppress(OSError):
                 (self.path("memory") / name).write_text("0")
+        self.cpu_before_ns = self.cpu_usage_ns() or 0
 
     def kill(self) -> None:
         self.kill_by_signal()
@@ -81,7 +104,7 @@ class CgroupsV1(Cgroups):
         # No freezer: a task frozen by the v1 freezer ignores SIGKILL until it is thawed, so a jail
         # frozen when its API died (SIGKILL, OOM kill, `docker kill`) could never be killed, nor its
         # container stopped. Kept sandboxes are stopped with SIGSTOP instead (repl/sandbox.py).
-        self.controllers: tuple[str, ...] = tuple(CONTROLLERS)
+        self.controllers: tuple[str, ...] = (*CONTROLLERS, *cpu_accounting(root))
 
     def prepare(self) -> None:
         for controller in self.controllers:

@@ -27,6 +27,7 @@ from codeapi.sandbox.cgroups import (
     at_or_below,
     cgroup_lines,
     members_below,
+    read_int,
     remove_tree,
     writable,
 )
@@ -61,8 +62,8 @@ def read_words(path: Path) -> set[str]:
         return set()
 
 
-def event_count(path: Path, key: str) -> int:
-    """One counter of a flat-keyed file such as memory.events (0 when absent)."""
+def stat_value(path: Path, key: str) -> int | None:
+    """One entry of a flat-keyed file such as cpu.stat; None when the file or the entry is absent."""
     try:
         for line in path.read_text().splitlines():
             name, _, value = line.partition(" ")
@@ -70,7 +71,12 @@ def event_count(path: Path, key: str) -> int:
                 return int(value)
     except (OSError, ValueError):
         pass
-    return 0
+    return None
+
+
+def event_count(path: Path, key: str) -> int:
+    """One counter of a flat-keyed file such as memory.events (0 when absent)."""
+    return stat_value(path, key) or 0
 
 
 @dataclass(eq=False)
@@ -79,6 +85,7 @@ class V2JobCgroup(JobCgroup):
     path: Path
     relative: str  # as /proc/<pid>/cgroup shows it
     oom_kills_before: int = 0
+    cpu_before_us: int = 0  # cpu.stat's usage_usec at ``mark``
     marked: bool = False
 
     def worker_dirs(self) -> list[Path]:
@@ -107,8 +114,18 @@ class V2JobCgroup(JobCgroup):
             return False
         return peak >= limit - PEAK_MARGIN_BYTES
 
+    def cpu_ms(self) -> int | None:
+        used = stat_value(self.path / "cpu.stat", "usage_usec")
+        return None if used is None else (used - self.cpu_before_us) // 1000
+
+    def memory_peak_bytes(self) -> int | None:
+        """memory.peak counts from the job's start; after ``mark`` no file says the peak since then
+        (a reset needs Linux 6.12 and an open descriptor kept for it), so it is unknown."""
+        return None if self.marked else read_int(self.path / "memory.peak")
+
     def mark(self) -> None:
         self.oom_kills_before = event_count(self.path / "memory.events", "oom_kill")
+        self.cpu_before_us = stat_value(self.path / "cpu.stat", "usage_usec") or 0
         self.marked = True
 
     def kill(self) -> None:

@@ -77,6 +77,16 @@ class JobCgroup(ABC):
     def pids_dir(self) -> Path:
         """The directory with the job's pids.max and pids.peak."""
 
+    @abstractmethod
+    def cpu_ms(self) -> int | None:
+        """CPU time the job's processes used since ``mark`` (or since the job began); None where the host
+        does not count it."""
+
+    @abstractmethod
+    def memory_peak_bytes(self) -> int | None:
+        """The job's highest memory use since ``mark`` (or since the job began); None where the host
+        cannot say."""
+
     def hit_process_limit(self) -> bool:
         """Whether the job's task count reached its cap, so further forks failed (pids.peak, where
         the kernel has it)."""
@@ -89,7 +99,7 @@ class JobCgroup(ABC):
 
     @abstractmethod
     def mark(self) -> None:
-        """Start counting memory peaks and out-of-memory kills from here (a kept sandbox's next call)."""
+        """Start counting memory peaks, out-of-memory kills and CPU time from here (a kept sandbox's next call)."""
 
     @abstractmethod
     def kill(self) -> None:
@@ -230,6 +240,14 @@ def members_below(path: Path) -> list[int]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def read_int(path: Path) -> int | None:
+    """A cgroup file holding one number; None when the host has no such file (or the job is gone)."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def writable(path: Path) -> bool:

@@ -172,6 +172,10 @@ class SandboxResult:
     stderr_truncated: bool
     wall_ms: int
     termination: Termination
+    # From the job's cgroup, where the host counts them (None: unknown): CPU time of all its processes
+    # and its highest memory use, page cache of its files included.
+    cpu_ms: int | None = None
+    memory_peak_bytes: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -52,6 +52,19 @@ class CappedStream:
         return self.truncated
 
 
+@dataclass(frozen=True)
+class JobOutput:
+    """A job's stdout and stderr as they stream in: a caller that passes its own to ``run`` can read
+    what the job printed so far while it runs (a paused programmatic program)."""
+
+    stdout: CappedStream
+    stderr: CappedStream
+
+    @classmethod
+    def capped(cls, cap: int) -> JobOutput:
+        return cls(CappedStream(cap, bytearray()), CappedStream(cap, bytearray()))
+
+
 @dataclass(eq=False)
 class SandboxProcess:
     """A started nsjail: its process, its cgroup, and how to stop it. ``NsjailRunner.spawn`` makes
@@ -148,10 +161,10 @@ class NsjailRunner:
             fd = network.namespace_fd
             yield replace(job, network_fd=fd, pass_fds=(*job.pass_fds, fd), env=env)
 
-    async def run(self, job: SandboxJob) -> SandboxResult:
+    async def run(self, job: SandboxJob, output: JobOutput | None = None) -> SandboxResult:
         jail = await self.spawn(job)
         try:
-            return await self.supervise(jail)
+            return await self.supervise(jail, output or JobOutput.capped(job.limits.output_bytes))
         finally:
             await jail.close()
 
@@ -167,10 +180,9 @@ class NsjailRunner:
         if self.cgroups is not None:
             self.cgroups.release()
 
-    async def supervise(self, jail: SandboxProcess) -> SandboxResult:
+    async def supervise(self, jail: SandboxProcess, output: JobOutput) -> SandboxResult:
         job, process = jail.job, jail.process
-        stdout = CappedStream(job.limits.output_bytes, bytearray())
-        stderr = CappedStream(job.limits.output_bytes, bytearray())
+        stdout, stderr = output.stdout, output.stderr
         over_limit = asyncio.Event()
         assert process.stdout is not None and process.stderr is not None
         readers = [
@@ -212,6 +224,8 @@ class NsjailRunner:
             stderr_truncated=stderr.truncated,
             wall_ms=wall_ms,
             termination=termination,
+            cpu_ms=jail.cgroup.cpu_ms() if jail.cgroup is not None else None,
+            memory_peak_bytes=jail.cgroup.memory_peak_bytes() if jail.cgroup is not None else None,
         )
 
 

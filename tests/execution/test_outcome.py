@@ -19,7 +19,7 @@ async def test_an_output_cap_is_reported_alike_by_both_routes(client: httpx.Asyn
     assert by_program["stderr"] == by_exec["stderr"]
     assert by_exec["stderr"] == (
         "warned\n"
-        "OutputLimitExceeded: output is capped at 64 KiB per stream; the program was stopped\n"
+        "stdout length exceeded (OutputLimitExceeded: output is capped at 64 KiB per stream; the program was stopped)\n"
         "[stdout truncated at 64 KiB]\n"
     )
 

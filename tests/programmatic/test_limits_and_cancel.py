@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from tests.conftest import ClientFactory
 from tests.programmatic.conftest import answer, complete, start
 
 PAUSE_S = 2
+REQUEST_ID = "x-librechat-code-request-id"
 INVALID = {"status": "error", "error": "Invalid or expired continuation token"}
 
 
@@ -22,6 +24,15 @@ async def short(make_client: ClientFactory, test_root: Path) -> AsyncIterator[ht
     """An app whose paused programs wait 2 s and whose rounds may run 3 s."""
     async with make_client(max_ptc_pause_seconds=PAUSE_S, max_execution_time=3, sandbox_uid=1001 + 320) as client:
         yield client
+
+
+async def in_flight(client: httpx.AsyncClient, request_id: str, count: int = 1) -> None:
+    """Until ``count`` requests carrying ``request_id`` wait on their programs."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    async with asyncio.timeout(30):
+        while len([served for served in app.state.programmatic.requests.waiting.values()
+                   if served.request_id == request_id]) < count:  # fmt: skip
+            await asyncio.sleep(0.02)
 
 
 def live_runs(client: httpx.AsyncClient) -> list[Any]:
@@ -40,7 +51,8 @@ async def test_a_round_that_runs_too_long_is_stopped(short: httpx.AsyncClient) -
     final = await start(short, "while True:\n    pass")
     assert final["status"] == "error"
     assert final["error"] == "Time limit exceeded"
-    assert "TimeoutError: Execution exceeded 3 seconds" in final["stderr"]
+    assert final["stderr"].startswith("Time limit exceeded (TimeoutError: Execution exceeded 3 seconds)")
+    assert final["run"] == {**final["run"], "status": "TO", "code": None, "message": "Time limit exceeded"}
     assert sandboxes(short) == []
 
 
@@ -74,37 +86,72 @@ async def test_a_flood_of_calls_in_one_batch_is_refused(client: httpx.AsyncClien
     assert "More than 64 tool calls at once" in final["stderr"]
 
 
-async def test_cancel_stops_a_paused_program_and_frees_its_sandbox(client: httpx.AsyncClient) -> None:
-    headers = {"x-librechat-code-request-id": "req-paused"}
+async def test_cancel_after_a_pause_was_answered_says_so_and_stops_the_paused_program(
+    client: httpx.AsyncClient,
+) -> None:
+    """The client cancels only while its request is in flight: a pause it then never saw is never
+    continued, so its program is stopped at once rather than when the pause expires."""
+    request_id = f"req-paused-{uuid.uuid4().hex[:8]}"
     before = set(sandboxes(client))
-    reply = await start(client, "await get_weather(city='A')", headers=headers)
+    reply = await start(client, "await get_weather(city='A')", headers={REQUEST_ID: request_id})
     assert len(set(sandboxes(client)) - before) == 1
-    response = await client.post("/exec/programmatic/cancel", json={"request_id": "req-paused"})
-    assert response.json() == {"cancelled": True}
+    response = await client.post("/exec/programmatic/cancel", json={"request_id": request_id})
+    assert (response.status_code, response.json()) == (200, {"status": "already_completed"})
     assert set(sandboxes(client)) - before == set()
     assert await answer(client, reply) == INVALID
 
 
 async def test_cancel_stops_a_running_program(client: httpx.AsyncClient) -> None:
-    headers = {"x-librechat-code-request-id": "req-running"}
+    request_id = f"req-running-{uuid.uuid4().hex[:8]}"
     before = set(sandboxes(client))
     running = asyncio.create_task(
-        client.post("/exec/programmatic", json={"code": "while True:\n    pass", "tools": []}, headers=headers)
+        client.post(
+            "/exec/programmatic",
+            json={"code": "while True:\n    pass", "tools": []},
+            headers={REQUEST_ID: request_id},
+        )
     )
-    while not set(sandboxes(client)) - before:
-        await asyncio.sleep(0.05)
-    response = await client.post("/exec/programmatic/cancel", json={"request_id": "req-running"})
-    assert response.json() == {"cancelled": True}
+    await in_flight(client, request_id)
+    response = await client.post("/exec/programmatic/cancel", json={"request_id": request_id})
+    assert (response.status_code, response.json()) == (202, {"status": "cancellation_requested"})
     assert set(sandboxes(client)) - before == set()
     finished = (await running).json()
-    assert finished["status"] == "error"
+    assert finished == {**finished, "status": "error", "error": "Execution failed or timed out"}
+    assert finished["run"] == {**finished["run"], "status": "XX", "message": "Execution failed or timed out"}
+    again = await client.post("/exec/programmatic/cancel", json={"request_id": request_id})
+    assert (again.status_code, again.json()) == (200, {"status": "already_completed"})
 
 
-async def test_cancel_of_an_unknown_id_is_a_no_op(client: httpx.AsyncClient) -> None:
-    for body in ({"request_id": "never-started"}, {}):
-        response = await client.post("/exec/programmatic/cancel", json=body)
-        assert response.status_code == 200
-        assert response.json() == {"cancelled": False}
+async def test_cancel_names_the_continuation_in_flight_too(client: httpx.AsyncClient) -> None:
+    """LibreChat gives every request of a round trip an id of its own."""
+    reply = await start(client, "await get_weather(city='A')\nwhile True:\n    pass")
+    request_id = f"req-continued-{uuid.uuid4().hex[:8]}"
+    continuing = asyncio.create_task(answer(client, reply, headers={REQUEST_ID: request_id}))
+    await in_flight(client, request_id)
+    response = await client.post("/exec/programmatic/cancel", json={"request_id": request_id})
+    assert response.status_code == 202
+    assert (await continuing)["error"] == "Execution failed or timed out"
+
+
+async def test_cancel_of_an_unknown_id_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("/exec/programmatic/cancel", json={"request_id": "never-started"})
+    assert response.status_code == 404
+    assert response.json()["error_type"] == "resource_not_found"
+    assert (await client.post("/exec/programmatic/cancel", json={})).status_code == 422
+
+
+async def test_an_id_two_requests_in_flight_carry_cancels_neither(client: httpx.AsyncClient) -> None:
+    request_id = f"req-twice-{uuid.uuid4().hex[:8]}"
+    body = {"code": "while True:\n    pass", "tools": [], "timeout": 5000}
+    both = [
+        asyncio.create_task(client.post("/exec/programmatic", json=body, headers={REQUEST_ID: request_id}))
+        for _ in range(2)
+    ]
+    await in_flight(client, request_id, count=2)
+    response = await client.post("/exec/programmatic/cancel", json={"request_id": request_id})
+    assert response.status_code == 409
+    assert response.json()["error_type"] == "conflict"
+    assert {(await task).json()["error"] for task in both} == {"Time limit exceeded"}
 
 
 async def test_a_caller_that_goes_away_leaves_no_sandbox_behind(client: httpx.AsyncClient) -> None:
@@ -127,6 +174,7 @@ async def test_more_programs_in_flight_than_a_replica_holds_get_429(client: http
     refused = await client.post("/exec/programmatic", json={"code": "print(1)", "tools": []})
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "5"
+    assert (refused.json()["error"], refused.json()["retry_after_seconds"]) == ("rate_limited", 5)
     finished = await asyncio.gather(*(answer(client, reply) for reply in paused))
     assert {final["status"] for final in finished} == {"completed"}
     assert (await start(client, "print(1)"))["stdout"] == "1\n"

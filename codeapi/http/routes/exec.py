@@ -12,13 +12,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from codeapi.errors import CodeapiError, InvalidRequest, RequestTooLarge
 from codeapi.execution.accounting import Requester
-from codeapi.execution.outcome import ExecOutcome, OutputFile
+from codeapi.execution.outcome import Delivery, ExecOutcome, OutputFile, RunStats
 from codeapi.execution.pipeline import FileRef, SessionClaim
 from codeapi.execution.program import MAX_ARGS_BYTES
 from codeapi.execution.service import ExecRequest
 from codeapi.http.deps import Services, caller, client_ip
 from codeapi.http.errors import error_body
-from codeapi.http.schemas import ExecBody, ExecResponse, FileRefIn, FileRefOut
+from codeapi.http.schemas import ArtifactDeliveryOut, ExecBody, ExecResponse, FileRefIn, FileRefOut, RunOut
 
 router = APIRouter()
 
@@ -82,10 +82,41 @@ def file_refs(files: list[OutputFile]) -> list[FileRefOut]:
     ]
 
 
+def delivery_out(delivery: Delivery | None) -> ArtifactDeliveryOut | None:
+    if delivery is None:
+        return None
+    return ArtifactDeliveryOut(
+        status=delivery.status, attempted=delivery.attempted, delivered=delivery.delivered, failed=delivery.failed
+    )
+
+
+def run_out(run: RunStats) -> RunOut:
+    return RunOut(
+        status=run.status,
+        code=run.code,
+        signal=run.signal,
+        message=run.message,
+        wall_time=run.wall_ms,
+        cpu_time=run.cpu_ms,
+        memory=run.memory_bytes,
+    )
+
+
 def to_response(outcome: ExecOutcome) -> dict[str, Any]:
-    files = file_refs(outcome.files)
-    response = ExecResponse(session_id=outcome.session_id, stdout=outcome.stdout, stderr=outcome.stderr, files=files)
-    return response.model_dump(exclude_none=True)
+    response = ExecResponse(
+        session_id=outcome.session_id,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+        files=file_refs(outcome.files),
+        deleted_files=outcome.outputs.deleted,
+        artifact_delivery=delivery_out(outcome.outputs.delivery),
+        run=run_out(outcome.run),
+        language=outcome.language,
+        version=outcome.version,
+    )
+    # Optional fields left out stay out (the files' extras, artifact_delivery); the nulls of run and
+    # version stay: they say "not measured".
+    return {**response.model_dump(exclude_none=True), "run": response.run.model_dump(), "version": response.version}
 
 
 @router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True, max_body_size=MAX_EXEC_BODY_BYTES)

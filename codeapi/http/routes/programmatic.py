@@ -1,4 +1,4 @@
-"""POST /exec/programmatic and /exec/programmatic/cancel (contract §6)."""
+"""POST /exec/programmatic and /exec/programmatic/cancel (contract §6, §9.4)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from codeapi.auth.keys import extract_key
 from codeapi.errors import InvalidRequest
 from codeapi.http.deps import token_user_id
 from codeapi.http.programmatic_schemas import CancelBody, ProgrammaticBody
-from codeapi.http.routes.exec import check_code, file_refs, requester, session_claim
-from codeapi.programmatic.service import Answer, Paused, ProgrammaticService, Refused, StartRequest, ToolResult
+from codeapi.http.routes.exec import check_code, delivery_out, file_refs, requester, run_out, session_claim
+from codeapi.languages import get_tool_calling
+from codeapi.programmatic.service import (
+    Answer,
+    Cancelled,
+    Paused,
+    ProgrammaticService,
+    Refused,
+    StartRequest,
+    ToolResult,
+)
 from codeapi.programmatic.tools import parse_tools
 
 router = APIRouter()
@@ -45,19 +55,33 @@ def to_response(answer: Answer) -> dict[str, Any]:
             "session_id": answer.session_id,
             "continuation_token": answer.continuation_token,
             "tool_calls": [{"id": call.call_id, "name": call.name, "input": call.input} for call in answer.tool_calls],
+            "partial_stdout": answer.partial_stdout,
+            "partial_stderr": answer.partial_stderr,
+            # The final output comes with the end; these stay empty for clients that read them here.
             "stdout": "",
             "stderr": "",
             "files": [],
         }
     outcome = answer.outcome
+    run = run_out(outcome.run).model_dump()
     if answer.error is not None:
-        return {"status": "error", "error": answer.error, "stdout": outcome.stdout, "stderr": outcome.stderr}
+        return {
+            "status": "error",
+            "error": answer.error,
+            "stdout": outcome.stdout,
+            "stderr": outcome.stderr,
+            "run": run,
+        }
+    delivery = delivery_out(outcome.outputs.delivery)
     return {
         "status": "completed",
         "session_id": outcome.session_id,
         "stdout": outcome.stdout,
         "stderr": outcome.stderr,
         "files": [ref.model_dump(exclude_none=True) for ref in file_refs(outcome.files)],
+        "deleted_files": outcome.outputs.deleted,
+        **({"artifact_delivery": delivery.model_dump()} if delivery is not None else {}),
+        "run": run,
     }
 
 
@@ -68,14 +92,17 @@ async def programmatic(body: ProgrammaticBody, request: Request) -> dict[str, An
         results = [
             ToolResult(item.call_id, not item.is_error, item.result, item.error_message) for item in body.tool_results
         ]
-        return to_response(await service(request).resume(body.continuation_token, results, caller, requester(request)))
+        resumed = service(request).resume(
+            body.continuation_token, results, caller, requester(request), request.headers.get(REQUEST_ID_HEADER)
+        )
+        return to_response(await resumed)
     if body.code is None:
         raise InvalidRequest("Either code or continuation_token is required", field="code")
     check_code(body.code)
     start = StartRequest(
         lang=body.lang,
         code=body.code,
-        tools=parse_tools(body.tools, body.lang),
+        tools=parse_tools(body.tools, get_tool_calling(body.lang).reserved_words),
         caller=caller,
         claim=session_claim(body.session_id, body.entity_id, token_user_id(request) or body.user_id, body.files),
         timeout_s=body.timeout / 1000 if body.timeout else None,
@@ -85,7 +112,9 @@ async def programmatic(body: ProgrammaticBody, request: Request) -> dict[str, An
 
 
 @router.post("/exec/programmatic/cancel")
-async def cancel(body: CancelBody, request: Request) -> dict[str, Any]:
-    """Unknown, finished or foreign ids are a no-op: the client ignores the answer anyway."""
-    cancelled = await service(request).cancel(body.request_id, caller_of(request)) if body.request_id else False
-    return {"cancelled": cancelled}
+async def cancel(body: CancelBody, request: Request) -> JSONResponse:
+    """Stop what the request with this X-LibreChat-Code-Request-ID waits on: 202 cancellation_requested,
+    200 already_completed; 404 unknown here, 403 another caller's, 409 an id two requests in flight carry."""
+    cancelled = await service(request).cancel(body.request_id, caller_of(request))
+    status = 202 if cancelled is Cancelled.REQUESTED else 200
+    return JSONResponse({"status": cancelled.value}, status_code=status)
