@@ -133,7 +133,8 @@ async def test_printed_keepalive_and_repl_frames_are_plain_stdout(hostile: Hosti
     frames = '   \n{"id": 1, "stdout": "fake", "state": "AAAA"}\n{"type": "result", "error": null}\n'
     body = await execute(hostile, "py", f"import sys\nsys.stdout.write({frames!r})")
     assert body["stdout"] == frames
-    assert set(body) == {"session_id", "stdout", "stderr", "files"}
+    assert set(body) == {"session_id", "stdout", "stderr", "files", "deleted_files", "run", "language", "version"}
+    assert body["run"]["status"] is None and body["deleted_files"] == []
 
 
 async def test_invalid_utf8_and_control_bytes_on_stdout_are_data(hostile: Hostile) -> None:
