@@ -30,8 +30,10 @@ logger = structlog.get_logger(__name__)
 # Once the other processes were signalled, the jail waits this long for them to be gone (or stopped).
 STRAYS_WAIT_S = 1.0
 STRAYS_PAUSE_S = 0.002
-STOPPED_STATES = ("T", "t")
-YIELDING_PASSES = 50  # /proc/<pid>/stat: stopped by a signal, or by a tracer
+STOPPED_STATES = ("T", "t")  # /proc/<pid>/stat: stopped by a signal, or by a tracer
+# A signalled process stops within microseconds once it runs: the first check comes after a mere
+# yield, later ones after STOP_CHECK_S (spinning on /proc would cost the API CPU on every call).
+STOP_CHECK_S = 0.0005
 
 
 @dataclass
@@ -91,15 +93,14 @@ class Jail:
         were being stopped is caught by the next pass), so nothing runs between calls; False when
         they could not all be stopped within STRAYS_WAIT_S."""
         give_up = time.monotonic() + STRAYS_WAIT_S
-        passes = 0
+        pause_s = 0.0
         while running := [pid for pid in self.others(keep_worker=False) if not stopped(pid)]:
             self.signal(running, signal.SIGSTOP)
             if time.monotonic() > give_up:
                 logger.warning("repl.pause_failed", init_pid=self.init_pid, running=len(running))
                 return False
-            passes += 1
-            # A signalled process stops within microseconds once scheduled: yield before sleeping.
-            await asyncio.sleep(0 if passes < YIELDING_PASSES else STRAYS_PAUSE_S)
+            await asyncio.sleep(pause_s)
+            pause_s = STOP_CHECK_S
         return True
 
     def resume(self) -> None:
