@@ -2,8 +2,8 @@
 the service installed and started in it the README's way, and the LibreChat flow driven from the host
 over a 127.0.0.1 port forward.
 
-Deselect with ``-m "not cgroup_v2"``. The first run builds the guest's image (cached in
-/var/cache/codeapi-guest; see docs/cgroup-v2-lane.md for the times).
+Deselect with ``-m "not cgroup_v2_lane"`` (marker declared in pyproject.toml). The first run builds the
+guest's image (cached in /var/cache/codeapi-guest; see docs/cgroup-v2-lane.md for the times).
 """
 
 from __future__ import annotations
@@ -21,12 +21,6 @@ from tests.lanes.cgroup_v2.guest import API_KEY, INSTALL_TIMEOUT_S, README_COMMA
 
 SETTLE_S = 10.0  # kills and cleanups take longer under software emulation
 WARM_PATH_TIMEOUT_S = 600.0
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "cgroup_v2: runs in the cgroup-v2 guest (QEMU); deselect with -m 'not cgroup_v2'"
-    )
 
 
 @dataclass

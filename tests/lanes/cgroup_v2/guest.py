@@ -218,10 +218,12 @@ class GuestDocker:
     def __init__(self, guest: Guest) -> None:
         self.guest = guest
 
-    def run(self, command: list[str], timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, command: list[str], timeout: float, env: dict[str, str], cwd: PurePosixPath | None = None
+    ) -> subprocess.CompletedProcess[str]:
         settings = [f"{name}={value}" for name, value in env.items()]
         line = shlex.join(["env", *settings, *command] if settings else command)
-        result = self.guest.ssh(f"cd {self.checkout} && {line}", timeout=timeout)
+        result = self.guest.ssh(f"cd {shlex.quote(str(cwd or self.checkout))} && {line}", timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(
                 f"in the guest: {line[:300]} failed ({result.returncode}):\n{result.stdout[-4000:]}{result.stderr[-4000:]}"

@@ -11,7 +11,7 @@ import pytest
 from codeapi.languages import LANGUAGES
 from tests.conftest import run, upload
 
-pytestmark = pytest.mark.cgroup_v2
+pytestmark = pytest.mark.cgroup_v2_lane
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run
 
-pytestmark = pytest.mark.cgroup_v2
+pytestmark = pytest.mark.cgroup_v2_lane
 
 NEIGHBOUR = ("bash", "sleep 1; echo $((6 * 7))")
 

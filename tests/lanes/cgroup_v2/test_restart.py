@@ -15,7 +15,7 @@ from tests.conftest import run
 from tests.lanes.cgroup_v2.conftest import SETTLE_S, Service, assert_contained, settle_idle
 from tests.lanes.cgroup_v2.guest import RESTART_TIMEOUT_S, SERVE_COMMAND, Guest
 
-pytestmark = pytest.mark.cgroup_v2
+pytestmark = pytest.mark.cgroup_v2_lane
 
 
 async def test_a_stopped_service_leaves_no_cgroup_process_directory_or_mount(

@@ -1,4 +1,5 @@
-"""Session fixtures of the container lane: one compose stack for the whole module, torn down at the end."""
+"""The container lane's stack: the README's Deployment run on this host, one stack for the whole lane
+(tests/lanes/container), taken down when the lane ends."""
 
 from __future__ import annotations
 
@@ -17,27 +18,20 @@ from tests.lanes.container.stack import (
     require_tools,
 )
 
-# Small limits so the bombs and fills hit them quickly; the container itself has none, so only the job
-# cgroups and quotas bound them.
-LANE_SETTINGS = {
-    "MAX_MEMORY_MB": "256",
-    "MAX_PROCESSES": "64",
-    "MAX_EXECUTION_TIME": "60",
-    "MAX_OUTPUT_KB": "16",
-    "SANDBOX_WORKDIR_SIZE_MB": "64",
-    "LOG_LEVEL": "WARNING",
-}
+REQUEST_TIMEOUT_S = 180
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    """`.env.example` with only the documented edits: the limits checked are its defaults."""
     host = ThisHost(tmp_path_factory.mktemp("container-lane"))
     require_tools()
     ensure_dockerd()
     ensure_base_image()
     remove_stale_stacks(host)
     port = free_port()
-    compose = ComposeStack(host, LANE_SETTINGS, published=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}")
+    # Published as the README's stack publishes it (every address of the host, behind the random key).
+    compose = ComposeStack(host, port, url=f"http://127.0.0.1:{port}")
     compose.build()
     try:
         compose.up()
@@ -46,7 +40,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         compose.down()
 
 
-@pytest.fixture(scope="session")
+def api_client(stack: ComposeStack) -> httpx.Client:
+    return httpx.Client(
+        base_url=stack.url, headers={"x-api-key": stack.api_key}, timeout=REQUEST_TIMEOUT_S, verify=stack.verify
+    )
+
+
+@pytest.fixture(scope="package")
 def stack_api(stack: ComposeStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, headers={"x-api-key": stack.api_key}, timeout=180) as client:
+    with api_client(stack) as client:
         yield client

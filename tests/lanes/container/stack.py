@@ -1,10 +1,13 @@
-"""The compose stack of docker-compose.yml, built by the host's Docker and run by it (the container lane)
-or by the cgroup-v2 guest's (its images loaded there; tests/lanes/cgroup_v2/test_stack.py).
+"""The compose stack of docker-compose.yml, deployed as the README's Deployment section says, by the
+host's Docker (the container lane) or by the cgroup-v2 guest's (its images loaded there;
+tests/lanes/cgroup_v2/test_stack.py).
 
-Everything is created on demand and cached on the machine: dockerd is started when it is not running,
-the Debian base image is made with mmdebstrap once, and docker's layer cache keeps the built images,
-so only the first run pays for the 13 runtimes. Each stack gets its own compose project (its own
-bridge network and volumes); on the host it publishes the API on a free 127.0.0.1 port only.
+A stack is an operator's copy of this checkout (as it is at run time) in a directory of its own, whose
+name compose takes as the project name (own bridge network and volumes): there `.env` is a copy of
+`.env.example` with the documented edits, and the README's `docker compose build` and `docker compose
+up -d` run unchanged. Everything else is created on demand and cached on the machine: dockerd is
+started when it is not running, the Debian base image is made with mmdebstrap once, and docker's layer
+cache keeps the built images, so only the first run pays for the 13 runtimes.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -28,6 +35,24 @@ DOCKERD_START_TIMEOUT_S = 60
 DOCKERD_LOG = Path("/var/log/codeapi-lane-dockerd.log")
 API_START_TIMEOUT_S = 600  # the first start warms the Go build cache inside the sandbox
 COMPOSE_TIMEOUT_S = 3600  # a cold build installs all 13 runtimes
+# What an operator's copy of the checkout leaves out: what is not the project's (as scripts/guest's sync).
+NOT_COPIED = (
+    "/.venv", "/.env", "/.git", "/ssl", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache",
+    "/bench/results",
+)  # fmt: skip
+# The configuration guide's "HTTPS Setup", step 1. `-subj` answers the command's questions, and the
+# names are what a client that verifies the certificate checks (the guide's own check uses `curl -k`).
+MAKE_CERTIFICATE = [
+    ["mkdir", "-p", "ssl"],
+    ["openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-out", "ssl/fullchain.pem", "-keyout",
+     "ssl/privkey.pem", "-days", "365", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+]  # fmt: skip
+HTTPS_SETTINGS = {
+    "ENABLE_HTTPS": "true",
+    "SSL_CERTS_PATH": "./ssl",
+    "SSL_CERT_FILE": "/app/ssl/fullchain.pem",
+    "SSL_KEY_FILE": "/app/ssl/privkey.pem",
+}
 
 
 def sh(command: list[str], timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -41,7 +66,7 @@ def sh(command: list[str], timeout: float = 300, **kwargs: object) -> subprocess
 
 
 def require_tools() -> None:
-    missing = [tool for tool in ("docker", "dockerd", "mmdebstrap") if shutil.which(tool) is None]
+    missing = [tool for tool in ("docker", "dockerd", "mmdebstrap", "rsync", "openssl") if shutil.which(tool) is None]
     if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
         missing.append("docker compose (v2)")
     if missing:
@@ -80,6 +105,30 @@ def extra_ca_certificates() -> str:
     return "".join(path.read_text() for path in sorted(EXTRA_CA_DIR.glob("*.crt"))).rstrip("\n")
 
 
+def edit_env(text: str, values: Mapping[str, str]) -> str:
+    """An env file as an operator edits it: each named line, commented out or not, set to its value in
+    place (its comment dropped); a name the file lacks is added at the end."""
+    missing = dict(values)
+    lines = []
+    for line in text.splitlines():
+        name = re.match(r"#?\s*([A-Z][A-Z0-9_]*)=", line)
+        if name and name.group(1) in missing:
+            line = f"{name.group(1)}={missing.pop(name.group(1))}"
+        lines.append(line)
+    lines += [f"{name}={value}" for name, value in missing.items()]
+    return "\n".join(lines) + "\n"
+
+
+def read_env(text: str) -> dict[str, str]:
+    """The values an env file sets, as compose and the API read them (unquoted, ` # comments` dropped)."""
+    values = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            name, value = line.split("=", 1)
+            values[name.strip()] = re.split(r"\s+#", value, maxsplit=1)[0].strip()
+    return values
+
+
 LANE_PREFIX = "codeapi-lane-"
 REMOVERS = {"containers": ["rm", "--force"], "networks": ["network", "rm"], "volumes": ["volume", "rm"]}
 
@@ -96,10 +145,10 @@ def project_resources(machine: DockerMachine, project: str) -> dict[str, list[st
 
 
 def remove_stale_stacks(machine: DockerMachine) -> None:
-    """Remove what a lane run that died before its teardown left (its project names its pid)."""
+    """Remove what a lane run that died before its teardown left (its project names its pid first)."""
     listing = ["docker", "ps", "--all", "--format", '{{.Label "com.docker.compose.project"}}']
     for project in set(machine.run(listing, 120, {}).stdout.split()):
-        owner = project.removeprefix(LANE_PREFIX)
+        owner = project.removeprefix(LANE_PREFIX).split("-")[0]
         if project.startswith(LANE_PREFIX) and owner.isdigit() and not Path(f"/proc/{owner}").exists():
             for kind, ids in project_resources(machine, project).items():
                 if ids:
@@ -130,10 +179,13 @@ class DockerMachine(Protocol):
     """Where a compose stack runs: this host, or the cgroup-v2 guest over ssh."""
 
     checkout: PurePosixPath  # this project as that machine sees it
-    workdir: PurePosixPath  # a directory of the stack's own there
+    workdir: PurePosixPath  # a directory of the lane's own there
 
-    def run(self, command: list[str], timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        """Run a command there (``env`` added to its environment); raise with its output when it fails."""
+    def run(
+        self, command: list[str], timeout: float, env: dict[str, str], cwd: PurePosixPath | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command there (``env`` added to its environment, in ``cwd`` or else the checkout);
+        raise with its output when it fails."""
 
     def write(self, path: PurePosixPath, text: str) -> None: ...
 
@@ -143,66 +195,105 @@ class ThisHost:
         self.checkout = PurePosixPath(ROOT)
         self.workdir = PurePosixPath(workdir)
 
-    def run(self, command: list[str], timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return sh(command, timeout=timeout, env={**os.environ, **env}, cwd=ROOT)
+    def run(
+        self, command: list[str], timeout: float, env: dict[str, str], cwd: PurePosixPath | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return sh(command, timeout=timeout, env={**os.environ, **env}, cwd=cwd or self.checkout)
 
     def write(self, path: PurePosixPath, text: str) -> None:
         Path(path).write_text(text)
 
 
-class ComposeStack:
-    """docker-compose.yml as one compose project of its own (own bridge network and volumes) on a
-    machine, with the API published at ``published`` there and reached by the tests at ``url``."""
+@dataclass(frozen=True)
+class ContainerState:
+    """One moment of a container, as `docker inspect` tells it."""
 
-    def __init__(self, machine: DockerMachine, settings: dict[str, str], published: str, url: str) -> None:
+    id: str
+    status: str  # created, running, restarting, exited, dead
+    restarts: int  # by its restart policy
+    started_at: str  # tells one run of the container from the next
+    pid: int  # its main process on the docker machine; 0 when not running
+
+    def same_run(self, other: ContainerState) -> bool:
+        return self.status == other.status == "running" and self.started_at == other.started_at
+
+
+class ComposeStack:
+    """docker-compose.yml deployed on a machine as the README says, in an operator's copy of this checkout
+    named after the lane's project: `cp .env.example .env`, the documented edits (API_KEY, S3_SECRET_KEY,
+    PORT, the host port published) and ``settings`` (the container lane has none), then `docker compose
+    build` and `docker compose up -d`. The tests reach the published port at ``url``."""
+
+    def __init__(
+        self, machine: DockerMachine, port: int, url: str, settings: Mapping[str, str] | None = None, name: str = ""
+    ) -> None:
         self.machine = machine
-        self.project = f"{LANE_PREFIX}{os.getpid()}"
+        self.project = f"{LANE_PREFIX}{os.getpid()}" + (f"-{name}" if name else "")
+        self.directory = machine.workdir / self.project  # compose names the project after it
         self.url = url
+        self.verify: ssl.SSLContext | bool = True
         self.api_key = secrets.token_urlsafe(24)
-        values = {
-            "API_KEY": self.api_key,
-            "PORT": published.rsplit(":", 1)[-1],
-            "S3_ACCESS_KEY": "lane-access",
-            "S3_SECRET_KEY": secrets.token_urlsafe(24),
-            "SSL_CERTS_PATH": str(machine.workdir / "ssl"),
-            **settings,
-        }
-        machine.run(["mkdir", "-p", str(machine.workdir / "ssl")], timeout=60, env={})
-        self.env_file = machine.workdir / "lane.env"
-        machine.write(self.env_file, "".join(f"{key}={value}\n" for key, value in values.items()))
-        # PORT (in the env file) stays what an operator sets, so the API inside still listens on
-        # API_PORT 8000 while PORT names another number; the override only narrows the address.
-        self.override = machine.workdir / "lane.override.yml"
-        machine.write(self.override, f'services:\n  api:\n    ports: !override\n      - "{published}:8000"\n')
+        excluded = [f"--exclude={pattern}" for pattern in NOT_COPIED]
+        machine.run(["rsync", "-a", *excluded, f"{machine.checkout}/", f"{self.directory}/"], 300, {})
+        machine.run(["cp", ".env.example", ".env"], 60, {}, cwd=self.directory)
+        self.settings: dict[str, str] = {}
+        documented = {"API_KEY": self.api_key, "S3_SECRET_KEY": secrets.token_urlsafe(24), "PORT": str(port)}
+        self.edit_env({**documented, **(settings or {})})
+
+    def edit_env(self, values: Mapping[str, str]) -> None:
+        """Set lines of the stack's `.env`; ``settings`` is then what the file says."""
+        path = self.directory / ".env"
+        text = edit_env(self.machine.run(["cat", str(path)], 60, {}).stdout, values)
+        self.machine.write(path, text)
+        self.settings = read_env(text)
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        command = ["docker", "compose", "--project-name", self.project, "--env-file", str(self.env_file)]
-        command += ["--file", str(self.machine.checkout / "docker-compose.yml"), "--file", str(self.override), *args]
-        env = {"CODEAPI_ENV_FILE": str(self.env_file), "EXTRA_CA_CERTS": extra_ca_certificates()}
-        return self.machine.run(command, timeout, env)
+        """`docker compose ...` in the stack's directory (so with its `.env`), as an operator types it; a
+        TLS-intercepting proxy's CA is passed the documented way (docs/deployment.md)."""
+        env = {"EXTRA_CA_CERTS": extra_ca_certificates()}
+        return self.machine.run(["docker", "compose", *args], timeout, env, cwd=self.directory)
 
     def build(self) -> None:
-        self.compose("--progress", "plain", "build", timeout=COMPOSE_TIMEOUT_S)
+        self.compose("build", timeout=COMPOSE_TIMEOUT_S)
 
     def up(self, start_timeout_s: float = API_START_TIMEOUT_S) -> None:
-        self.compose("up", "--detach", "--no-build", "--wait", "s3", "redis", timeout=600)
-        self.compose("up", "--detach", "--no-build", timeout=600)
-        deadline = time.monotonic() + start_timeout_s
+        self.compose("up", "-d", timeout=600)
+        self.wait_serving(start_timeout_s)
+
+    def enable_https(self) -> None:
+        """The configuration guide's "HTTPS Setup": a certificate made into ./ssl, the four settings in
+        `.env`, `docker compose up -d`; the tests then trust that certificate, and only it."""
+        for command in MAKE_CERTIFICATE:
+            self.machine.run(command, 120, {}, cwd=self.directory)
+        self.edit_env(HTTPS_SETTINGS)
+        certificate = self.machine.run(["cat", str(self.directory / "ssl" / "fullchain.pem")], 60, {}).stdout
+        self.verify = ssl.create_default_context(cadata=certificate)
+        self.url = "https://" + self.url.removeprefix("http://")
+        self.up()
+
+    def wait_serving(self, timeout_s: float = API_START_TIMEOUT_S) -> None:
+        """Until GET /health/ready answers (the warm Python path is up). Fails at once, with the API's log,
+        when its container stops or restarts meanwhile: its start-up failed, and a restart policy loops."""
+        first = self.api_state()
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                if httpx.get(f"{self.url}/health/ready", timeout=5, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            if self.state("api") not in ("running", "restarting", "created"):
-                break
+            now = self.api_state()
+            if now.status not in ("created", "running") or now.restarts != first.restarts:
+                state = f"{now.status}, {now.restarts} restarts"
+                raise RuntimeError(f"the API container stopped or restarted before it served ({state}):\n{self.logs()}")
             time.sleep(2)
-        raise RuntimeError(f"the API did not come up:\n{self.logs()}")
+        raise RuntimeError(f"the API did not serve within {timeout_s:.0f} s:\n{self.logs()}")
 
-    def state(self, service: str) -> str:
-        listing = self.compose("ps", "--all", "--format", "json", service).stdout
-        rows = [json.loads(line) for line in listing.splitlines() if line.strip()]
-        return str(rows[0]["State"]) if rows else "absent"
+    def api_state(self) -> ContainerState:
+        container = self.compose("ps", "--all", "--quiet", "api").stdout.strip()
+        fields = "{{.State.Status}} {{.RestartCount}} {{.State.StartedAt}} {{.State.Pid}}"
+        inspected = self.machine.run(["docker", "inspect", "--format", fields, container], 60, {}).stdout.split()
+        return ContainerState(container, inspected[0], int(inspected[1]), inspected[2], int(inspected[3]))
 
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--tail", "200").stdout
