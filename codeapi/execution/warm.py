@@ -15,8 +15,8 @@ from codeapi.repl.sandbox import CallResult, Lifecycle, ReplSandbox
 from codeapi.sandbox.policy import Termination
 from codeapi.state.store import StateStore
 from codeapi.storage.metadata.base import FileRecord, StateRecord
+from codeapi.units import MB
 
-MB = 1024 * 1024
 RESTARTED_NOTE = (
     "The Python process of this session stopped; the next execution starts a new one "
     "with the variables saved after the last completed execution."

@@ -12,10 +12,11 @@ import asyncio
 import os
 
 from codeapi.sandbox.runner import READ_CHUNK, CappedStream
+from codeapi.units import MB
 
 # Dropping what arrived between calls reads at most this much, so a user thread printing without
 # pause cannot hold the API in the loop (it only fills the next call's capped buffers).
-BETWEEN_CALLS_DRAIN_BYTES = 1024 * 1024
+BETWEEN_CALLS_DRAIN_BYTES = MB
 
 
 class SandboxOutput:

@@ -24,12 +24,13 @@ import structlog
 
 from codeapi.sandbox.instances import DirectoryLock, try_lock
 from codeapi.sandbox.processes import signal_pinned
+from codeapi.units import MB
 
 logger = structlog.get_logger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "codeapi"
-PEAK_MARGIN_BYTES = 1024 * 1024
+PEAK_MARGIN_BYTES = MB
 KILL_ATTEMPTS = 100
 KILL_PAUSE_S = 0.02
 # nsjail itself sits in the job's cgroup beside the jail: one more process than the job may start.

@@ -25,13 +25,13 @@ from codeapi.observability.security import security_event
 from codeapi.sandbox.cgroups import PLACEMENT_FAILED, Cgroups, JobCgroup, JobLimits
 from codeapi.sandbox.nsjail import render
 from codeapi.sandbox.policy import Isolation, SandboxJob, SandboxResult, Termination
+from codeapi.units import MB
 
 logger = structlog.get_logger(__name__)
 
 READ_CHUNK = 65536
 KILL_GRACE_S = 1.0
 NSJAIL_SETUP_FAILED = 255
-MB = 1024 * 1024
 
 
 @dataclass
