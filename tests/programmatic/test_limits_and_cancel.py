@@ -176,7 +176,9 @@ async def test_more_programs_in_flight_than_a_replica_holds_get_429(client: http
     assert refused.headers["retry-after"] == "5"
     assert (refused.json()["error"], refused.json()["retry_after_seconds"]) == ("rate_limited", 5)
     finished = await asyncio.gather(*(answer(client, reply) for reply in paused))
-    assert {final["status"] for final in finished} == {"completed"}
+    assert {final["status"] for final in finished} == {"completed"}, [
+        (final.get("error"), final.get("stderr")) for final in finished if final["status"] != "completed"
+    ]
     assert (await start(client, "print(1)"))["stdout"] == "1\n"
 
 
