@@ -234,6 +234,7 @@ class ComposeStack:
         self.verify: ssl.SSLContext | bool = True
         self.api_key = secrets.token_urlsafe(24)
         excluded = [f"--exclude={pattern}" for pattern in NOT_COPIED]
+        machine.run(["mkdir", "-p", str(self.directory)], 60, {})
         machine.run(["rsync", "-a", *excluded, f"{machine.checkout}/", f"{self.directory}/"], 300, {})
         machine.run(["cp", ".env.example", ".env"], 60, {}, cwd=self.directory)
         self.settings: dict[str, str] = {}
