@@ -40,6 +40,7 @@ from codeapi.execution.outcome import (
 from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import JobDirs
 from codeapi.sessions.names import is_hidden, sanitize_name
+from codeapi.sessions.owners import owner_tenant
 from codeapi.sessions.service import SessionService
 from codeapi.storage.metadata.base import FileRecord, SessionRecord
 
@@ -131,7 +132,11 @@ class Pipeline:
         directory of the same name or the reverse: of names that cannot coexist in one tree, the
         one chosen first is staged."""
         preferred: list[tuple[str, FileRecord]] = []
+        tenant = owner_tenant(session.user_id)  # a token's session mounts no other tenant's file
         for ref in reversed(refs):
+            if not await self.sessions.reachable_from(ref.session_id, tenant):
+                logger.warning("exec.input_of_another_tenant", file_id=ref.file_id, storage_session_id=ref.session_id)
+                continue
             referenced = await self.sessions.find_file(ref.session_id, ref.file_id)
             if referenced is None:
                 logger.debug("exec.input_missing", file_id=ref.file_id, storage_session_id=ref.session_id)

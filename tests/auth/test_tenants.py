@@ -82,6 +82,16 @@ async def test_another_tenants_files_are_not_there_for_the_file_routes(tenants: 
     assert [entry["fileId"] for entry in listing] == [file_id]
 
 
+async def test_another_tenants_file_is_not_mounted_by_reference(tenants: httpx.AsyncClient) -> None:
+    uploaded = await tenants.post("/upload", files={"file": ("plan.txt", b"acme plan")}, headers=as_user_of("acme"))
+    session_id, file_id = uploaded.json()["storage_session_id"], uploaded.json()["files"][0]["fileId"]
+    ref = {"id": file_id, "storage_session_id": session_id, "name": "plan.txt"}
+    probe = "cat plan.txt 2>/dev/null || echo nothing"
+    globex = await run(tenants, as_user_of("globex"), probe, files=[ref])
+    acme = await run(tenants, as_user_of("acme"), probe, files=[ref])
+    assert (globex["stdout"], acme["stdout"]) == ("nothing\n", "acme plan")
+
+
 async def test_usage_is_counted_per_tenant_and_user(tenants: httpx.AsyncClient) -> None:
     await run(tenants, as_user_of("acme"), "true")
     await run(tenants, as_user_of("globex"), "true")
