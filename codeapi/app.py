@@ -30,6 +30,7 @@ from codeapi.execution.accounting import Accounting
 from codeapi.execution.pipeline import Pipeline
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.service import ExecutionService
+from codeapi.execution.stateful import StatefulRuns
 from codeapi.execution.warm import WarmPython
 from codeapi.http import errors
 from codeapi.http.deps import Components, require_api_key
@@ -42,6 +43,7 @@ from codeapi.http.routes import exec as exec_routes
 from codeapi.http.routes import files as file_routes
 from codeapi.http.routes import health as health_routes
 from codeapi.http.routes import programmatic as programmatic_routes
+from codeapi.http.routes import runtime_sessions as runtime_session_routes
 from codeapi.http.routes import skill_deps as skill_deps_routes
 from codeapi.observability.debug import redacted_config, warn_debug_mode
 from codeapi.observability.loops import Loops
@@ -61,6 +63,7 @@ from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import MetadataStore
 from codeapi.wiring.components import build_egress, build_runner, build_warm_python
 from codeapi.wiring.limits import UID_POOL_SIZE, Limits, derive_limits
+from codeapi.workspaces.store import RuntimeSessions
 
 logger = structlog.get_logger(__name__)
 
@@ -96,6 +99,7 @@ class Services:
     executions: ExecutionService
     programmatic: ProgrammaticService
     loops: Loops
+    runtimes: RuntimeSessions | None  # None: the stateful profile is not served
 
 
 async def settle(what: str, stop: Callable[[], Awaitable[object]]) -> None:
@@ -166,7 +170,13 @@ def start_services(
     )
     skill_deps = sandboxes.egress.skill_deps if sandboxes.egress else None
     pipeline, accounting = Pipeline(sessions, limits.exec, skill_deps), Accounting(stores.usage)
-    executions = ExecutionService(pipeline, accounting, sandboxes.workspaces, sandboxes.programs, sandboxes.warm)
+    runtimes, stateful = None, None
+    if "stateful" in settings.api.execution_profiles:
+        runtimes = RuntimeSessions(stores.metadata, stores.blobs, limits.runtime)
+        stateful = StatefulRuns(pipeline, runtimes, sandboxes.workspaces, sandboxes.programs, sandboxes.warm)
+    executions = ExecutionService(
+        pipeline, accounting, sandboxes.workspaces, sandboxes.programs, sandboxes.warm, stateful
+    )
     programmatic = ProgrammaticService(
         pipeline,
         accounting,
@@ -179,7 +189,7 @@ def start_services(
     stack.push_async_callback(settle, "programmatic runs", programmatic.close)
     loops = Loops()
     stack.push_async_callback(settle, "background loops", loops.stop)
-    return Services(sessions, executions, programmatic, loops)
+    return Services(sessions, executions, programmatic, loops, runtimes)
 
 
 def http_components(
@@ -202,6 +212,7 @@ def http_components(
         check_sandbox=services.executions.check_sandbox,
         loops=services.loops,
         egress=sandboxes.egress,
+        runtimes=services.runtimes,
     )
 
 
@@ -217,7 +228,7 @@ async def start(app: FastAPI, settings: Settings, limits: Limits, tokens: TokenV
         app.state.programmatic = services.programmatic
         app.state.components = http_components(settings, limits, stores, sandboxes, services, gate)
         await refuse_without_sandbox(services.executions, settings.sandbox.base_dir)
-        start_loops(services.loops, settings, services.sessions, sandboxes.warm)
+        start_loops(services.loops, settings, services.sessions, sandboxes.warm, services.runtimes)
         logger.info("codeapi.started", version=__version__, metadata=stores.metadata.name, files=stores.blobs.name)
         return stack.pop_all()
 
@@ -232,11 +243,24 @@ async def refuse_without_sandbox(executions: ExecutionService, base_dir: Path) -
         raise SandboxFailure(f"refusing to start: a test program could not run in a sandbox: {cause}") from error
 
 
-def start_loops(loops: Loops, settings: Settings, sessions: SessionService, warm: WarmPython | None) -> None:
+RUNTIME_SWEEP_S = 120
+
+
+def start_loops(
+    loops: Loops,
+    settings: Settings,
+    sessions: SessionService,
+    warm: WarmPython | None,
+    runtimes: RuntimeSessions | None,
+) -> None:
     """Every background loop, under the one rule of codeapi.observability.loops."""
     interval_s = settings.session.cleanup_interval_minutes * 60
     reap_orphans = settings.session.enable_orphan_s3_cleanup
     loops.every("session sweeper", interval_s, lambda: sweep_once(sessions, reap_orphans, lock_s=interval_s))
+    if runtimes is not None:
+        # ended workspaces' checkpoints go within a minute or two of their idle time or age
+        sweep_s = min(interval_s, RUNTIME_SWEEP_S, runtimes.policy.idle_s)
+        loops.every("runtime session sweeper", sweep_s, runtimes.sweep)
     if warm is None:
         return
     pool = warm.pool
@@ -276,6 +300,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.debug = settings.api.debug
     app.include_router(admin_routes.router)
     app.include_router(skill_deps_routes.router)
+    app.include_router(runtime_session_routes.router)
     if settings.auth.master_api_key:
         app.include_router(dashboard_routes.router)
     if settings.api.debug:

@@ -74,7 +74,7 @@ class ApiSettings(Group):
     # The X-CodeAPI-Expected-Profile values this deployment serves (contract §9.2). A request without
     # the header is served the default way, so "default" is always one of them.
     execution_profiles: Annotated[list[ExecutionProfile], NoDecode] = Field(
-        default_factory=lambda: list[ExecutionProfile](["default"]),
+        default_factory=lambda: list[ExecutionProfile](["default", "stateful"]),
         validation_alias=alias("CODEAPI_EXECUTION_PROFILES"),
     )
 
@@ -328,6 +328,17 @@ class StateSettings(Group):
     archive_after_seconds: int = Field(3600, ge=1)
     archive_ttl_days: float = Field(1, gt=0)
     archive_check_interval_seconds: int = Field(300, ge=1)
+
+
+class RuntimeSessionSettings(Group):
+    """Stateful runtime sessions (contract §9.2): the official server's lifetimes and checkpoint cap."""
+
+    model_config = shared_config("RUNTIME_SESSION_")
+
+    idle_seconds: int = Field(1800, ge=1)  # unused this long, the next call starts a new workspace
+    max_age_seconds: int = Field(8 * 3600, ge=1)  # older than this, likewise
+    max_per_user: int = Field(5, ge=1, le=1000)  # a user's next one reclaims their least recently used
+    checkpoint_max_mb: int = Field(512, ge=1, le=65536)  # a workspace over this is not kept (a note says so)
 
 
 class SecuritySettings(Group):

@@ -24,6 +24,7 @@ from codeapi.config.groups import (
     PoolSettings,
     RedisSettings,
     ReplSettings,
+    RuntimeSessionSettings,
     S3Settings,
     SandboxSettings,
     SecuritySettings,
@@ -45,6 +46,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "pool": PoolSettings,
     "repl": ReplSettings,
     "state": StateSettings,
+    "runtime_session": RuntimeSessionSettings,
     "security": SecuritySettings,
     "egress": EgressSettings,
     "logging": LogSettings,
@@ -103,6 +105,7 @@ class Settings:
     pool: PoolSettings
     repl: ReplSettings
     state: StateSettings
+    runtime_session: RuntimeSessionSettings
     security: SecuritySettings
     egress: EgressSettings
     logging: LogSettings

@@ -79,6 +79,14 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class RuntimeInfo:
+    """The stateful runtime session a call ran in (contract §9.2)."""
+
+    runtime_session_id: str
+    status: str  # "new" | "reused"
+
+
+@dataclass(frozen=True)
 class RunEnd:
     """What one run left: how it ended, what was collected from it, and notes for stderr."""
 
@@ -112,6 +120,7 @@ class ExecOutcome:
     run: RunStats
     language: str
     version: str | None = None  # the runtime's version, where the caller looked it up
+    runtime: RuntimeInfo | None = None  # a stateful runtime session's call
 
     @property
     def files(self) -> list[OutputFile]:

@@ -131,6 +131,15 @@ class Pipeline:
         A session keeps every version of its files, and a program may have replaced a file by a
         directory of the same name or the reverse: of names that cannot coexist in one tree, the
         one chosen first is staged."""
+        preferred = await self.referenced_inputs(session, refs)
+        own = await self.sessions.list_files(session.session_id)
+        preferred += [(record.name, record) for record in reversed(own)]
+        return one_tree(preferred)
+
+    async def referenced_inputs(
+        self, session: SessionRecord, refs: tuple[FileRef, ...]
+    ) -> list[tuple[str, FileRecord]]:
+        """The files a request references, last first, by the names they get under /mnt/data."""
         preferred: list[tuple[str, FileRecord]] = []
         tenant = owner_tenant(session.user_id)  # a token's session mounts no other tenant's file
         for ref in reversed(refs):
@@ -142,9 +151,7 @@ class Pipeline:
                 logger.debug("exec.input_missing", file_id=ref.file_id, storage_session_id=ref.session_id)
                 continue
             preferred.append((sanitize_name(ref.name or referenced.name, self.limits.max_filename_length), referenced))
-        own = await self.sessions.list_files(session.session_id)
-        preferred += [(record.name, record) for record in reversed(own)]
-        return one_tree(preferred)
+        return preferred
 
     async def write_inputs(self, chosen: dict[str, FileRecord], dirs: JobDirs) -> dict[str, StagedInput]:
         staged: dict[str, StagedInput] = {}

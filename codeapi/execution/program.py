@@ -120,7 +120,7 @@ class ProgramRunner:
             if not src.is_dir():
                 continue
             dst = dirs.home / relative_dst
-            shutil.copytree(src, dst)
+            shutil.copytree(src, dst, dirs_exist_ok=True)  # a kept workspace's home has it already
             for path in (dst, *dst.rglob("*")):
                 os.chown(path, dirs.uid, dirs.uid)
             for parent in dst.relative_to(dirs.home).parents:

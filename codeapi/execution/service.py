@@ -14,10 +14,11 @@ from codeapi.execution.accounting import Accounting, Requester, Timing
 from codeapi.execution.outcome import ExecOutcome, Outputs, RunEnd
 from codeapi.execution.pipeline import Pipeline, SessionClaim, StagedInput
 from codeapi.execution.program import Program, ProgramRunner, check_program_text
-from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs
+from codeapi.execution.stateful import RuntimeClaim, StatefulRuns
+from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs, with_usage
 from codeapi.languages import get_language
 from codeapi.languages.inventory import RuntimeVersions
-from codeapi.repl.sandbox import CallResult, Lifecycle, ReplSandbox
+from codeapi.repl.sandbox import Lifecycle
 from codeapi.sandbox.policy import SandboxResult
 from codeapi.sandbox.workspace import Workspaces
 from codeapi.sessions.ids import new_id
@@ -33,6 +34,7 @@ class ExecRequest:
     claim: SessionClaim
     args: tuple[str, ...] = ()
     timeout_s: float | None = None
+    runtime: RuntimeClaim | None = None  # the stateful profile with a runtime_session_hint
 
 
 # What one run left: the sandbox's result, what was collected from it, and notes for stderr.
@@ -47,12 +49,14 @@ class ExecutionService:
         workspaces: Workspaces,
         programs: ProgramRunner,
         warm: WarmPython | None = None,
+        stateful: StatefulRuns | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.accounting = accounting
         self.workspaces = workspaces
         self.programs = programs
         self.warm = warm  # None: REPL_ENABLED=false, Python runs one-shot like every language
+        self.stateful = stateful  # None: the deployment does not serve the stateful profile
         self.versions = RuntimeVersions(programs.runtime_dir)
 
     async def execute(self, request: ExecRequest, who: Requester) -> ExecOutcome:
@@ -74,8 +78,15 @@ class ExecutionService:
         check_program_text(request.code, request.args)
         version = asyncio.ensure_future(self.versions.of(spec))  # once per language, beside the run
         timeout_s = self.pipeline.clamp_timeout(request.timeout_s)
-        session = await self.pipeline.choose_session(request.claim)
         job_id = new_id()
+        program = Program(spec, request.code, request.args, timeout_s)
+        if request.runtime is not None and self.stateful is not None:
+            structlog.contextvars.bind_contextvars(language=spec.id, job_id=job_id)
+            call = await self.stateful.run(spec, program, request.claim, request.runtime, job_id)
+            end = RunEnd(call.result, call.outputs, call.notes)
+            outcome = self.pipeline.outcome(call.session_id, end, timeout_s, spec.id, await version)
+            return replace(outcome, runtime=call.runtime), call.result.wall_ms
+        session = await self.pipeline.choose_session(request.claim)
         structlog.contextvars.bind_contextvars(session_id=session.session_id, language=spec.id, job_id=job_id)
         sessions = self.pipeline.sessions
         async with sessions.metadata.lock(session.session_id, timeout_s=timeout_s + 60, wait_s=timeout_s + 5):
@@ -83,9 +94,7 @@ class ExecutionService:
             if spec.repl and self.warm is not None:
                 ran = await self.run_warm(self.warm, session, request, timeout_s)
             if ran is None:
-                ran = await self.run_cold(
-                    session, request, Program(spec, request.code, request.args, timeout_s), job_id
-                )
+                ran = await self.run_cold(session, request, program, job_id)
             await sessions.touch(session)
         result, outputs, notes = ran
         end = RunEnd(result, outputs, notes)
@@ -156,15 +165,3 @@ class ExecutionService:
         finally:
             warm.pool.release(sandbox, session_id, keep)
         return call.result, outputs, notes
-
-
-def with_usage(call: CallResult, sandbox: ReplSandbox) -> CallResult:
-    """The call's CPU time and memory peak from the jail's cgroup (counted from the call's start,
-    JobCgroup.mark). Read before anything awaits: the worker that replaces the call's (started by
-    ``call``) runs in the same cgroup as soon as this task yields."""
-    cgroup = sandbox.jail.cgroup
-    if cgroup is None:
-        return call
-    return replace(
-        call, result=replace(call.result, cpu_ms=cgroup.cpu_ms(), memory_peak_bytes=cgroup.memory_peak_bytes())
-    )

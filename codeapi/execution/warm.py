@@ -4,7 +4,7 @@ its state is saved, and what the user is told. The steps themselves are Executio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codeapi.errors import BackendUnavailable
@@ -104,3 +104,15 @@ async def settle_state(
         return False
     sandbox.revision = await warm.states.save(session_id, report.state, report.state_raw_bytes, previous)
     return True
+
+
+def with_usage(call: CallResult, sandbox: ReplSandbox) -> CallResult:
+    """The call's CPU time and memory peak from the jail's cgroup (counted from the call's start,
+    JobCgroup.mark). Read before anything awaits: the worker that replaces the call's (started by
+    ``call``) runs in the same cgroup as soon as this task yields."""
+    cgroup = sandbox.jail.cgroup
+    if cgroup is None:
+        return call
+    return replace(
+        call, result=replace(call.result, cpu_ms=cgroup.cpu_ms(), memory_peak_bytes=cgroup.memory_peak_bytes())
+    )

@@ -18,6 +18,7 @@ from codeapi.observability.usage import UsageLedger
 from codeapi.sessions.owners import claimed_owner
 from codeapi.sessions.service import SessionService
 from codeapi.storage.metadata.base import ApiKeyRecord
+from codeapi.workspaces.store import RuntimeSessions
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Components:
     check_sandbox: Callable[[], Awaitable[None]]
     loops: Loops  # the background loops, for /health/detailed
     egress: EgressGateway | None = None  # ENABLE_SANDBOX_NETWORK
+    runtimes: RuntimeSessions | None = None  # the stateful profile's runtime sessions, when served
 
 
 def components(request: Request) -> Components:

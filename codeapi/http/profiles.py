@@ -24,6 +24,7 @@ EXPECTED_HEADER = "x-codeapi-expected-profile"
 SERVED_HEADER = "X-CodeAPI-Execution-Profile"
 PROFILES: tuple[str, ...] = get_args(ExecutionProfile)
 DEFAULT_PROFILE = "default"
+STATEFUL_PROFILE = "stateful"
 
 
 class ExecutionProfileMiddleware:

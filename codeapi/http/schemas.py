@@ -47,6 +47,8 @@ class ExecBody(WireModel):
     session_id: str | None = None
     entity_id: ENTITY_ID | None = None
     timeout: int | None = Field(None, ge=1000, le=300000, description="milliseconds")
+    # With X-CodeAPI-Expected-Profile: stateful, the workspace to run in (LibreChat: v2:user:<32 hex>).
+    runtime_session_hint: str | None = Field(None, min_length=1, max_length=512)
 
     @field_validator("args", mode="before")
     @classmethod
@@ -102,6 +104,8 @@ class ExecResponse(WireModel):
     run: RunOut
     language: str
     version: str | None
+    runtime_session_id: str | None = None  # stateful profile: the workspace the call ran in
+    runtime_status: Literal["new", "reused"] | None = None
 
 
 class UploadedFileOut(WireModel):

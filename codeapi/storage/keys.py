@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 SESSIONS_PREFIX = "sessions/"
+WORKSPACES_PREFIX = "workspaces/"
 
 
 def session_prefix(session_id: str) -> str:
@@ -20,3 +21,12 @@ def session_of(key: str) -> str | None:
     rest = key[len(SESSIONS_PREFIX) :]
     session_id, _, file_id = rest.partition("/")
     return session_id if file_id else None
+
+
+def workspace_prefix(runtime_id: str) -> str:
+    """A stateful runtime session's checkpoint layers (codeapi.workspaces); outside every session's prefix."""
+    return f"{WORKSPACES_PREFIX}{runtime_id}/"
+
+
+def workspace_layer_key(runtime_id: str, layer: str) -> str:
+    return f"{workspace_prefix(runtime_id)}{layer}"

@@ -16,6 +16,7 @@ from codeapi.repl.pool import PoolPolicy
 from codeapi.sandbox.policy import SandboxLimits
 from codeapi.state.store import StatePolicy
 from codeapi.units import KB, MB
+from codeapi.workspaces.store import RuntimePolicy
 
 # The uids of one API instance, so the most sandboxes (and their job directories) it holds at once.
 UID_POOL_SIZE = 64
@@ -36,6 +37,7 @@ class Limits:
     exec: ExecLimits
     pool: PoolPolicy
     state: StatePolicy
+    runtime: RuntimePolicy
     egress: EgressPolicy | None  # None: ENABLE_SANDBOX_NETWORK is off
     programmatic: ProgrammaticLimits
     session_ttl: timedelta  # SESSION_TTL_HOURS
@@ -68,6 +70,7 @@ def derive_limits(settings: Settings) -> Limits:
         ),
         pool=pool_policy(settings),
         state=state_policy(settings),
+        runtime=runtime_policy(settings),
         egress=egress_policy(settings),
         programmatic=ProgrammaticLimits(pause_s=limits.ptc_pause_seconds),
         session_ttl=timedelta(hours=settings.session.ttl_hours),
@@ -101,6 +104,16 @@ def state_policy(settings: Settings) -> StatePolicy:
         archive_after=timedelta(seconds=state.archive_after_seconds),
         archive_ttl=timedelta(days=state.archive_ttl_days),
         archive_enabled=state.archive_enabled,
+    )
+
+
+def runtime_policy(settings: Settings) -> RuntimePolicy:
+    runtime_session = settings.runtime_session
+    return RuntimePolicy(
+        idle_s=runtime_session.idle_seconds,
+        max_age_s=runtime_session.max_age_seconds,
+        max_per_owner=runtime_session.max_per_user,
+        max_bytes=runtime_session.checkpoint_max_mb * MB,
     )
 
 

@@ -19,7 +19,7 @@ SERVED = "X-CodeAPI-Execution-Profile"
 
 @pytest.fixture(scope="module")
 async def default_only(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client() as client:
+    async with make_client(CODEAPI_EXECUTION_PROFILES="default") as client:
         yield client
 
 
@@ -83,8 +83,8 @@ async def test_an_unknown_profile_is_400(default_only: httpx.AsyncClient, value:
     )
 
 
-async def test_a_deployment_that_serves_stateful_says_so(make_client: ClientFactory) -> None:
-    async with make_client(CODEAPI_EXECUTION_PROFILES="default,stateful") as client:
+async def test_a_deployment_serves_stateful_by_default_and_says_so(make_client: ClientFactory) -> None:
+    async with make_client() as client:
         stateful = await client.get("/v1/files/" + "A" * 21, headers={EXPECTED: "stateful"})
         plain = await client.get("/v1/files/" + "A" * 21)
         assert (stateful.status_code, stateful.headers[SERVED]) == (200, "stateful")

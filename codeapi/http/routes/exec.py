@@ -16,8 +16,10 @@ from codeapi.execution.outcome import Delivery, ExecOutcome, OutputFile, RunStat
 from codeapi.execution.pipeline import FileRef, SessionClaim
 from codeapi.execution.program import MAX_ARGS_BYTES
 from codeapi.execution.service import ExecRequest
+from codeapi.execution.stateful import RuntimeClaim
 from codeapi.http.deps import Services, caller, client_ip
 from codeapi.http.errors import error_body
+from codeapi.http.profiles import EXPECTED_HEADER, STATEFUL_PROFILE
 from codeapi.http.schemas import ArtifactDeliveryOut, ExecBody, ExecResponse, FileRefIn, FileRefOut, RunOut
 
 router = APIRouter()
@@ -51,7 +53,7 @@ def requester(request: Request) -> Requester:
     return Requester(who.usage_id, who.metric_label, client_ip(request))
 
 
-def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
+def to_request(body: ExecBody, user_id: str | None, runtime: RuntimeClaim | None = None) -> ExecRequest:
     check_code(body.code)
     return ExecRequest(
         lang=body.lang,
@@ -59,7 +61,18 @@ def to_request(body: ExecBody, user_id: str | None) -> ExecRequest:
         claim=session_claim(body.session_id, body.entity_id, user_id, body.files),
         args=tuple(body.args),
         timeout_s=body.timeout / 1000 if body.timeout else None,
+        runtime=runtime,
     )
+
+
+def runtime_claim(body: ExecBody, request: Request) -> RuntimeClaim | None:
+    """A hint counts only with the stateful profile (the middleware refused it if not served). The
+    workspace is the token's (tenant, user)'s, else the key holder's for the user it claims."""
+    if body.runtime_session_hint is None or request.headers.get(EXPECTED_HEADER, "").strip() != STATEFUL_PROFILE:
+        return None
+    who = caller(request)
+    owner = who.user_id or f"{who.usage_id}|{body.user_id or ''}"  # body.user_id is already a claimed owner id
+    return RuntimeClaim(body.runtime_session_hint, owner)
 
 
 def file_refs(files: list[OutputFile]) -> list[FileRefOut]:
@@ -113,6 +126,8 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
         run=run_out(outcome.run),
         language=outcome.language,
         version=outcome.version,
+        runtime_session_id=outcome.runtime.runtime_session_id if outcome.runtime else None,
+        runtime_status=outcome.runtime.status if outcome.runtime else None,
     )
     # Optional fields left out stay out (the files' extras, artifact_delivery); the nulls of run and
     # version stay: they say "not measured".
@@ -121,7 +136,7 @@ def to_response(outcome: ExecOutcome) -> dict[str, Any]:
 
 @router.post("/exec", response_model=ExecResponse, response_model_exclude_none=True, max_body_size=MAX_EXEC_BODY_BYTES)
 async def execute(body: ExecBody, request: Request, services: Services) -> Response:
-    exec_request = to_request(body, caller(request).user_id or body.user_id)
+    exec_request = to_request(body, caller(request).user_id or body.user_id, runtime_claim(body, request))
     task = asyncio.create_task(services.executions.execute(exec_request, requester(request)))
     try:
         outcome = await asyncio.wait_for(asyncio.shield(task), KEEPALIVE_S)

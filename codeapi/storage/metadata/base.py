@@ -220,8 +220,32 @@ class Continuations(Protocol):
         ...
 
 
+class RuntimeSessionRecords(Protocol):
+    """Stateful runtime sessions (codeapi.workspaces): JSON documents by id, opaque to the store."""
+
+    async def put_runtime_session(self, runtime_id: str, document: str) -> None: ...
+
+    async def get_runtime_session(self, runtime_id: str) -> str | None: ...
+
+    async def delete_runtime_session(self, runtime_id: str) -> None:
+        """Idempotent."""
+        ...
+
+    async def list_runtime_sessions(self) -> list[str]:
+        """Every document (a replica holds a few hundred live ones at most: idle ones expire)."""
+        ...
+
+
 class MetadataStore(
-    SessionRecords, FileRecords, StateIndex, SessionLocks, KeyRecords, UsageRecords, Continuations, Protocol
+    SessionRecords,
+    FileRecords,
+    StateIndex,
+    SessionLocks,
+    KeyRecords,
+    UsageRecords,
+    Continuations,
+    RuntimeSessionRecords,
+    Protocol,
 ):
     name: str
 

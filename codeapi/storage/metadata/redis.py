@@ -13,6 +13,7 @@ Layout, under a configurable prefix (``codeapi`` by default):
     {p}:state_data:{sid}    string  the state bytes, when stored inline
     {p}:states:saved        zset    session ids of unarchived states, score = saved_at (µs)
     {p}:states:expiry       zset    session ids, score = expires_at (µs); drives expired_states
+    {p}:runtime_sessions    hash    runtime session id -> JSON document (codeapi.workspaces)
     {p}:apikey*, {p}:usage*  managed keys and usage totals (see redis_keys.py)
     {p}:continuation:{key}  string  a paused programmatic run's state (single use: GETDEL)
 
@@ -346,3 +347,25 @@ class RedisMetadata(RedisKeyRecords):
         with _boundary("take_continuation"):
             payload = await self._binary.getdel(self._continuation_key(key))
         return payload if isinstance(payload, bytes) else None
+
+    @property
+    def _runtime_sessions_key(self) -> str:
+        return f"{self.prefix}:runtime_sessions"
+
+    async def put_runtime_session(self, runtime_id: str, document: str) -> None:
+        with _boundary("put_runtime_session"):
+            await self._redis.hset(self._runtime_sessions_key, runtime_id, document)
+
+    async def get_runtime_session(self, runtime_id: str) -> str | None:
+        with _boundary("get_runtime_session"):
+            document = await self._redis.hget(self._runtime_sessions_key, runtime_id)
+        return None if document is None else _text(document)
+
+    async def delete_runtime_session(self, runtime_id: str) -> None:
+        with _boundary("delete_runtime_session"):
+            await self._redis.hdel(self._runtime_sessions_key, runtime_id)
+
+    async def list_runtime_sessions(self) -> list[str]:
+        with _boundary("list_runtime_sessions"):
+            documents = await self._redis.hvals(self._runtime_sessions_key)
+        return [_text(document) for document in documents]

@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS continuations (
     payload BLOB NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runtime_sessions (
+    runtime_id TEXT PRIMARY KEY,
+    document TEXT NOT NULL
+);
 """
 
 # Columns added after the first release, as ALTER TABLE declares them for an older database.
@@ -343,3 +347,25 @@ class SqliteMetadata(SqliteKeyRecords):
             return None
         payload: bytes = row["payload"]
         return payload
+
+    async def put_runtime_session(self, runtime_id: str, document: str) -> None:
+        with _boundary("put_runtime_session"):
+            await self._write(("INSERT OR REPLACE INTO runtime_sessions VALUES (?, ?)", (runtime_id, document)))
+
+    async def get_runtime_session(self, runtime_id: str) -> str | None:
+        with _boundary("get_runtime_session"):
+            async with self.db.execute(
+                "SELECT document FROM runtime_sessions WHERE runtime_id = ?", (runtime_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else str(row["document"])
+
+    async def delete_runtime_session(self, runtime_id: str) -> None:
+        with _boundary("delete_runtime_session"):
+            await self._write(("DELETE FROM runtime_sessions WHERE runtime_id = ?", (runtime_id,)))
+
+    async def list_runtime_sessions(self) -> list[str]:
+        with _boundary("list_runtime_sessions"):
+            async with self.db.execute("SELECT document FROM runtime_sessions") as cursor:
+                rows = await cursor.fetchall()
+        return [str(row["document"]) for row in rows]

@@ -1,0 +1,203 @@
+"""A call in a stateful runtime session (contract §9.2): the pipeline's steps around a workspace.
+
+The workspace is the /mnt/data of a Python sandbox this replica keeps for the runtime session. Every
+call is a new process there: Python code runs in the sandbox's fresh worker (no variables: the
+stateful profile keeps files, not interpreter state), any other language in a one-shot jail on the
+same directory as the same uid. Where no sandbox is kept at the record's revision (first call here,
+another replica served the last one, or it was evicted), a fresh one is restored from the checkpoint;
+without the warm path (REPL_ENABLED=false, zygote down) every call restores into a one-shot job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from codeapi.execution.files import walk_outputs
+from codeapi.execution.outcome import Outputs, RuntimeInfo
+from codeapi.execution.pipeline import Pipeline, SessionClaim
+from codeapi.execution.program import Program, ProgramRunner
+from codeapi.execution.warm import WarmPython, with_usage
+from codeapi.languages.spec import LanguageSpec
+from codeapi.repl import protocol
+from codeapi.repl.sandbox import ReplSandbox
+from codeapi.sandbox.policy import SandboxResult
+from codeapi.sandbox.workspace import JobDirs, Workspaces
+from codeapi.sessions.names import is_hidden
+from codeapi.storage.metadata.base import SessionRecord
+from codeapi.workspaces.store import RuntimeSession, RuntimeSessions, runtime_session_id
+from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, make_way, walk
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RuntimeClaim:
+    """A request of the stateful profile with a ``runtime_session_hint``, and whose workspace it is."""
+
+    hint: str
+    owner: str  # the token's (tenant, user), or the key's identity and the user its holder claims
+
+
+@dataclass(frozen=True)
+class StatefulRun:
+    session_id: str
+    result: SandboxResult
+    outputs: Outputs
+    notes: list[str]
+    runtime: RuntimeInfo
+
+
+@dataclass
+class Place:
+    """Where a call runs: a workspace directory, and the kept Python sandbox it belongs to, if any."""
+
+    dirs: JobDirs
+    sandbox: ReplSandbox | None
+    current: bool  # /mnt/data already holds the record's revision
+    written: bool = False  # the API wrote files into /mnt/data for this call
+
+
+class StatefulRuns:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        runtimes: RuntimeSessions,
+        workspaces: Workspaces,
+        programs: ProgramRunner,
+        warm: WarmPython | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.runtimes = runtimes
+        self.workspaces = workspaces
+        self.programs = programs
+        self.warm = warm
+
+    async def run(
+        self, spec: LanguageSpec, program: Program, claim: SessionClaim, runtime: RuntimeClaim, job_id: str
+    ) -> StatefulRun:
+        runtime_id = runtime_session_id(runtime.owner, runtime.hint)
+        timeout_s = program.timeout_s
+        metadata = self.pipeline.sessions.metadata
+        async with metadata.lock(runtime_id, timeout_s=timeout_s + 60, wait_s=timeout_s + 5):
+            record, status = await self.runtimes.begin(
+                runtime.owner, runtime.hint, lambda: self.new_session(claim.user_id)
+            )
+            session = await self.files_session(record, claim.user_id)
+            structlog.contextvars.bind_contextvars(runtime_session_id=runtime_id, session_id=session.session_id)
+            async with self.place(record, job_id) as place:
+                result, outputs, notes = await self.call(record, session, place, spec, program, claim, job_id)
+            await self.pipeline.sessions.touch(session)
+        return StatefulRun(session.session_id, result, outputs, notes, RuntimeInfo(runtime_id, status))
+
+    async def new_session(self, user_id: str | None) -> str:
+        return (await self.pipeline.sessions.create(user_id=user_id)).session_id
+
+    async def files_session(self, record: RuntimeSession, user_id: str | None) -> SessionRecord:
+        """The session its output files are stored in; a new one if that expired meanwhile."""
+        session = await self.pipeline.sessions.get(record.session_id)
+        if session is None:
+            session = await self.pipeline.sessions.create(user_id=user_id)
+            record.session_id = session.session_id
+        return session
+
+    @asynccontextmanager
+    async def place(self, record: RuntimeSession, job_id: str) -> AsyncIterator[Place]:
+        """The kept sandbox at the record's revision, else a fresh one (or a one-shot job) restored
+        from the checkpoint. On the way out a sandbox is kept for the next call only if the
+        workspace was checkpointed as it is (``record.revision`` matches it)."""
+        sandbox = await self.warm.pool.checkout(record.runtime_id, record.revision) if self.warm else None
+        if sandbox is None:
+            async with self.workspaces.job(job_id) as dirs:
+                yield await self.restored(Place(dirs, None, current=False), record)
+            return
+        assert self.warm is not None
+        try:
+            place = await self.restored(Place(sandbox.dirs, sandbox, sandbox.revision == record.revision), record)
+            yield place
+        finally:
+            keep = sandbox.revision == record.revision and sandbox.alive
+            self.warm.pool.release(sandbox, record.runtime_id, keep)
+
+    async def restored(self, place: Place, record: RuntimeSession) -> Place:
+        if not place.current and record.layers:
+            await self.runtimes.restore(record, place.dirs.data, place.dirs.uid)
+            place.written = True
+            logger.debug("workspace.restored", layers=len(record.layers), tree_bytes=record.tree_bytes)
+        return place
+
+    async def call(
+        self,
+        record: RuntimeSession,
+        session: SessionRecord,
+        place: Place,
+        spec: LanguageSpec,
+        program: Program,
+        claim: SessionClaim,
+        job_id: str,
+    ) -> tuple[SandboxResult, Outputs, list[str]]:
+        pipeline, dirs = self.pipeline, place.dirs
+        place.written |= await self.deliver_inputs(record, session, claim, dirs)
+        await pipeline.attach_skill_deps(record.runtime_id, dirs)
+        if place.written:  # so that what the API wrote is older than the walk by the file clock
+            await asyncio.sleep(FILE_CLOCK_TICK_S)
+        walked_at = coarse_now_ns()
+        before = await asyncio.to_thread(walk, dirs.data)
+        result = await self.execute(place, spec, program, job_id)
+        await pipeline.keep_skill_deps(record.runtime_id, dirs)
+        after = await asyncio.to_thread(walk, dirs.data)
+        changes = compare(before, after, walked_at)
+        notes: list[str] = []
+        deleted_files = [path for path in reversed(changes.deleted) if before[path].kind == "file"]
+        outputs = await self.collect(session, dirs, set(changes.changed), deleted_files, notes)
+        record.busy_ms += result.wall_ms
+        record.cpu_ms += result.cpu_ms or 0
+        checkpointed = await self.runtimes.checkpoint(record, dirs.data, after, changes)
+        if checkpointed.note:
+            notes.append(checkpointed.note)
+        if place.sandbox is not None:
+            place.sandbox.revision = record.revision if checkpointed.kept else None
+        return result, outputs, notes
+
+    async def deliver_inputs(
+        self, record: RuntimeSession, session: SessionRecord, claim: SessionClaim, dirs: JobDirs
+    ) -> bool:
+        """Write each referenced file once: the workspace owns it afterwards, so a reference the client
+        repeats on every call does not undo the calls' changes. The workspace's own outputs are there."""
+        referenced = await self.pipeline.referenced_inputs(session, claim.files)
+        chosen = {
+            name: item
+            for name, item in reversed(referenced)
+            if item.session_id != session.session_id and record.staged.get(name) != item.file_id
+        }
+        if not chosen:
+            return False
+        await self.pipeline.sessions.keep_in_use(session, chosen.values())
+        for name in chosen:  # a delivered input replaces what the workspace had there
+            make_way(dirs.data, name)
+        staged = await self.pipeline.write_inputs(chosen, dirs)
+        record.staged.update({name: item.record.file_id for name, item in staged.items()})
+        return True
+
+    async def execute(self, place: Place, spec: LanguageSpec, program: Program, job_id: str) -> SandboxResult:
+        if spec.repl and place.sandbox is not None:
+            call = await place.sandbox.call(program.code, program.args, program.timeout_s, protocol.Save.NEVER, None)
+            return with_usage(call, place.sandbox).result
+        return (await self.programs.run(program, place.dirs, job_id)).result
+
+    async def collect(
+        self, session: SessionRecord, dirs: JobDirs, changed: set[str], deleted: list[str], notes: list[str]
+    ) -> Outputs:
+        """The call's new and changed visible files, as the session's output files (up to MAX_OUTPUT_FILES;
+        every change stays in the workspace either way), and the visible ones of the files it deleted."""
+        limits = self.pipeline.limits
+        found, rejected = await asyncio.to_thread(walk_outputs, dirs.data, limits.max_file_bytes)
+        attached = [item for item in found if item.path in changed][: limits.max_output_files]
+        rejected = [item for item in rejected if item.path in changed]
+        outputs = await self.pipeline.store_outputs(session.session_id, dirs, attached, {}, rejected, None)
+        notes += [f"Output file not attached (it stays in /mnt/data): {item.path} ({item.reason})" for item in rejected]
+        return Outputs(outputs, [path for path in deleted if not is_hidden(path)])

@@ -1,0 +1,187 @@
+"""Stateful runtime sessions through the real API, as LibreChat's stateful agents use them (contract §9.2):
+the stateful profile's header and a ``runtime_session_hint``; /mnt/data persists across calls in every
+language, every call is a new process, and nobody else's hint reaches the workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, ClientFactory, running_client, upload
+from tests.conftest import test_settings as settings_for
+
+STATEFUL = {"X-CodeAPI-Expected-Profile": "stateful"}
+MASTER_KEY = "master-key-0123456789abcdef"
+
+
+def new_hint() -> str:
+    return f"v2:user:{secrets.token_hex(16)}"
+
+
+async def call(client: httpx.AsyncClient, lang: str, code: str, hint: str, **extra: Any) -> dict[str, Any]:
+    response = await client.post(
+        "/exec", json={"lang": lang, "code": code, "runtime_session_hint": hint, **extra}, headers=STATEFUL
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["X-CodeAPI-Execution-Profile"] == "stateful"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_files_persist_across_calls_in_every_language(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    prewarm = await call(client, "bash", "true", hint)
+    assert prewarm["runtime_status"] == "new"
+    assert prewarm["runtime_session_id"].startswith("rt_")
+    wrote = await call(client, "bash", "mkdir -p notes && echo from-bash > notes/a.txt", hint)
+    assert wrote["runtime_status"] == "reused"
+    assert wrote["runtime_session_id"] == prewarm["runtime_session_id"]
+    assert [item["name"] for item in wrote["files"]] == ["notes/a.txt"]
+    python = await call(
+        client, "py", "print(open('notes/a.txt').read().strip())\n_ = open('b.txt', 'w').write('py')", hint
+    )
+    assert python["stdout"] == "from-bash\n", python["stderr"]
+    assert [item["name"] for item in python["files"]] == ["b.txt"]
+    js = await call(client, "js", "const fs = require('fs'); console.log(fs.readFileSync('b.txt', 'utf8'))", hint)
+    assert js["stdout"] == "py\n", js["stderr"]
+    assert js["files"] == []
+    assert len({body["session_id"] for body in (prewarm, wrote, python, js)}) == 1
+
+
+async def test_every_call_is_a_new_process(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(client, "py", "import os\nkept = 1\nos.chdir('/tmp')", hint)
+    second = await call(client, "py", "import os\nprint(os.getcwd())\nprint(kept)", hint)
+    assert second["stdout"] == "/mnt/data\n"
+    assert "NameError" in second["stderr"]
+
+
+async def test_deletions_persist_and_are_reported(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(client, "bash", "echo 1 > keep.txt; echo 2 > drop.txt; mkdir -p d/e && echo 3 > d/e/f.txt", hint)
+    removed = await call(client, "bash", "rm drop.txt; rm -r d", hint)
+    assert sorted(removed["deleted_files"]) == ["d/e/f.txt", "drop.txt"]
+    listing = await call(client, "bash", "find . -type f | sort", hint)
+    assert listing["stdout"] == "./keep.txt\n"
+
+
+async def test_the_hint_is_ignored_without_the_stateful_profile(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    plain = await client.post("/exec", json={"lang": "bash", "code": "echo x > f.txt", "runtime_session_hint": hint})
+    assert plain.status_code == 200
+    assert "runtime_session_id" not in plain.json()
+    assert plain.headers["X-CodeAPI-Execution-Profile"] == "default"
+    stateful = await call(client, "bash", "ls", hint)
+    assert stateful["runtime_status"] == "new"
+    assert stateful["stdout"] == ""
+
+
+async def test_two_users_with_one_hint_never_share_a_workspace(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    alice = await call(client, "bash", "echo secret > mine.txt", hint, user_id="alice")
+    bob = await call(client, "bash", "ls; cat mine.txt 2>&1 || true", hint, user_id="bob")
+    assert bob["runtime_session_id"] != alice["runtime_session_id"]
+    assert bob["runtime_status"] == "new"
+    assert "secret" not in bob["stdout"]
+    again = await call(client, "bash", "cat mine.txt", hint, user_id="alice")
+    assert again["stdout"] == "secret\n"
+
+
+async def test_an_input_is_delivered_once_and_then_belongs_to_the_workspace(client: httpx.AsyncClient) -> None:
+    uploaded = await upload(client, "data.csv", b"a\n1\n")
+    ref = {"id": uploaded["files"][0]["fileId"], "session_id": uploaded["session_id"], "name": "data.csv"}
+    hint = new_hint()
+    first = await call(client, "bash", "cat data.csv; echo 2 >> data.csv", hint, files=[ref])
+    assert first["stdout"] == "a\n1\n"
+    second = await call(client, "bash", "cat data.csv", hint, files=[ref])  # LibreChat repeats its references
+    assert second["stdout"] == "a\n1\n2\n"
+
+
+async def test_calls_on_one_runtime_session_are_serialised(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(client, "bash", "touch log.txt", hint)
+    code = "echo start-{0} >> log.txt; sleep 0.5; echo end-{0} >> log.txt"
+    await asyncio.gather(*(call(client, "bash", code.format(marker), hint) for marker in "ab"))
+    lines = (await call(client, "bash", "cat log.txt", hint))["stdout"].split()
+    assert sorted(lines) == ["end-a", "end-b", "start-a", "start-b"]
+    assert [line.split("-")[1] for line in lines[0:2]] == [lines[0].split("-")[1]] * 2  # one whole call, then the other
+
+
+@pytest.fixture(scope="module")
+async def limited(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    settings = {
+        "RUNTIME_SESSION_CHECKPOINT_MAX_MB": 1,
+        "RUNTIME_SESSION_MAX_PER_USER": 2,
+        "RUNTIME_SESSION_IDLE_SECONDS": 2,
+        "MASTER_API_KEY": MASTER_KEY,
+    }
+    async with make_client(**settings) as client:
+        yield client
+
+
+async def test_a_workspace_over_the_cap_is_not_kept_and_says_so(limited: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(limited, "bash", "echo small > small.txt", hint)
+    big = await call(limited, "bash", "head -c 2000000 /dev/zero > big.bin", hint)
+    assert "over the limit of 1 MB" in big["stderr"]
+    after = await call(limited, "bash", "ls", hint)
+    assert after["stdout"] == "small.txt\n"
+
+
+async def test_an_idle_workspace_starts_new(limited: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(limited, "bash", "echo x > x.txt", hint)
+    await asyncio.sleep(2.5)  # RUNTIME_SESSION_IDLE_SECONDS=2 is the condition under test
+    after = await call(limited, "bash", "ls", hint)
+    assert after["runtime_status"] == "new"
+    assert after["stdout"] == ""
+
+
+async def test_a_users_oldest_runtime_session_is_reclaimed_past_the_cap(limited: httpx.AsyncClient) -> None:
+    first, second, third = new_hint(), new_hint(), new_hint()
+    for hint in (first, second, third):
+        await call(limited, "bash", "echo x > x.txt", hint, user_id="capped")
+    assert (await call(limited, "bash", "ls", second, user_id="capped"))["runtime_status"] == "reused"
+    assert (await call(limited, "bash", "ls", first, user_id="capped"))["runtime_status"] == "new"
+
+
+async def test_admin_lists_runtime_sessions_with_usage_and_ends_one(limited: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(limited, "bash", "echo x > x.txt", hint, user_id="admin-view")
+    made = await call(limited, "py", "print(1)", hint, user_id="admin-view")
+    admin = {"x-api-key": MASTER_KEY}
+    listing = (await limited.get("/api/v1/admin/runtime-sessions", headers=admin)).json()
+    [entry] = [item for item in listing["runtime_sessions"] if item["runtime_session_id"] == made["runtime_session_id"]]
+    assert entry["usage"]["calls"] == 2
+    assert entry["workspace_bytes"] == 2
+    assert (await limited.get("/api/v1/admin/runtime-sessions")).status_code in (401, 403)
+    ended = await limited.delete(f"/api/v1/admin/runtime-sessions/{made['runtime_session_id']}", headers=admin)
+    assert ended.json() == {"ended": True, "runtime_session_id": made["runtime_session_id"]}
+    after = await call(limited, "bash", "ls", hint, user_id="admin-view")
+    assert (after["runtime_status"], after["stdout"]) == ("new", "")
+    missing = await limited.delete(f"/api/v1/admin/runtime-sessions/{made['runtime_session_id']}x", headers=admin)
+    assert missing.status_code == 404
+
+
+async def test_a_workspace_survives_an_api_restart(test_root: Path) -> None:
+    """Many calls (full and incremental layers, deletions), then a new process on the same data."""
+    root = test_root / f"restart-{secrets.token_hex(4)}"
+    root.mkdir()
+    root.chmod(0o711)
+    hint = new_hint()
+    headers = {"x-api-key": API_KEY}
+    expected = []
+    async with running_client(settings_for(root), headers) as first:
+        for index in range(12):
+            await call(first, "bash", f"echo {index} > f{index}.txt; rm -f f{index - 3}.txt", hint)
+        expected = (await call(first, "bash", "ls | sort | tr '\\n' ' '", hint))["stdout"]
+    async with running_client(settings_for(root), headers) as second:
+        after = await call(second, "bash", "ls | sort | tr '\\n' ' '; cat f11.txt", hint)
+    assert after["runtime_status"] == "reused"
+    assert after["stdout"] == f"{expected}11\n"
