@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codeapi.errors import InvalidRequest, RequestTooLarge
-from codeapi.languages.spec import LanguageSpec
+from codeapi.languages.spec import LanguageSpec, SourceFile
 from codeapi.sandbox.policy import SandboxJob, SandboxLimits, SandboxResult
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import JobDirs
@@ -73,7 +73,8 @@ class ProgramRunner:
         self.runtime_dir = runtime_dir
         self.limits = limits
 
-    async def run(self, program: Program, dirs: JobDirs, job_id: str) -> ProgramResult:
+    def prepare(self, program: Program, dirs: JobDirs) -> SourceFile:
+        """Write the source into /code and seed the home; returns the source file."""
         spec = program.spec
         source = spec.source_for(program.code)
         source_path = dirs.code / source.name
@@ -86,6 +87,15 @@ class ProgramRunner:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise RequestTooLarge("The program and its inputs do not fit in the execution's disk quota") from exc
             raise
+        return source
+
+    def argv(self, program: Program, source: SourceFile) -> tuple[str, ...]:
+        """The run step's command line, as the sandbox sees it."""
+        return (*program.spec.render(program.spec.run_argv, source, self.limits.memory_mb), *program.args)
+
+    async def run(self, program: Program, dirs: JobDirs, job_id: str) -> ProgramResult:
+        spec = program.spec
+        source = self.prepare(program, dirs)
         deadline = time.monotonic() + program.timeout_s
         if spec.compile_argv is not None:
             memory_mb = int(self.limits.memory_mb * spec.memory_factor)
@@ -96,8 +106,9 @@ class ProgramRunner:
             if not compiled.ok:
                 return ProgramResult(compiled, compile_failed=True)
         remaining_s = max(deadline - time.monotonic(), 0.1)
-        argv = (*spec.render(spec.run_argv, source, self.limits.memory_mb), *program.args)
-        result = await self.runner.run(self.job(spec, dirs, job_id, argv, self.limits.memory_mb, remaining_s))
+        result = await self.runner.run(
+            self.job(spec, dirs, job_id, self.argv(program, source), self.limits.memory_mb, remaining_s)
+        )
         return ProgramResult(result)
 
     def job(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from codeapi.egress.gateway import network_env
 from codeapi.execution.files import walk_outputs
 from codeapi.execution.outcome import Outputs, RuntimeInfo
 from codeapi.execution.pipeline import Pipeline, SessionClaim
@@ -25,7 +26,7 @@ from codeapi.execution.warm import WarmPython, with_usage
 from codeapi.languages.spec import LanguageSpec
 from codeapi.repl import protocol
 from codeapi.repl.sandbox import ReplSandbox
-from codeapi.sandbox.policy import SandboxResult
+from codeapi.sandbox.policy import BASE_ENV, SandboxResult
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.names import is_hidden
 from codeapi.storage.metadata.base import SessionRecord
@@ -33,6 +34,13 @@ from codeapi.workspaces.store import RuntimeSession, RuntimeSessions, runtime_se
 from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, make_way, walk
 
 logger = structlog.get_logger(__name__)
+
+NO_STATE = protocol.Save.NEVER  # the stateful profile keeps files, never interpreter state
+LAUNCH = (
+    "import subprocess, sys\n"
+    "status = subprocess.call({argv!r}, env={env!r}, cwd='/mnt/data')\n"
+    "sys.exit(128 - status if status < 0 else status)"
+)
 
 
 @dataclass(frozen=True)
@@ -184,10 +192,25 @@ class StatefulRuns:
         return True
 
     async def execute(self, place: Place, spec: LanguageSpec, program: Program, job_id: str) -> SandboxResult:
-        if spec.repl and place.sandbox is not None:
-            call = await place.sandbox.call(program.code, program.args, program.timeout_s, protocol.Save.NEVER, None)
-            return with_usage(call, place.sandbox).result
-        return (await self.programs.run(program, place.dirs, job_id)).result
+        """In the kept jail when it can run the language (Python, and what needs nothing but the system
+        view: a child of the jail's fresh worker), else in a one-shot jail on the same directory."""
+        sandbox = place.sandbox
+        if sandbox is not None and (spec.repl or spec.system_only):
+            code, args = (program.code, program.args) if spec.repl else (self.launcher(program, place.dirs), ())
+            call = await sandbox.call(code, args, program.timeout_s, NO_STATE, None)
+            return with_usage(call, sandbox).result
+        try:
+            return (await self.programs.run(program, place.dirs, job_id)).result
+        finally:  # a kept workspace serves many runs: their nsjail logs must not pile up beside it
+            for step in (job_id, f"{job_id}-build"):
+                place.dirs.log_file(step).unlink(missing_ok=True)
+
+    def launcher(self, program: Program, dirs: JobDirs) -> str:
+        """Python for the jail's worker that runs the program as its child, in /mnt/data, with the
+        environment a one-shot jail would give it; exits with its status (128 + signal if killed)."""
+        argv = self.programs.argv(program, self.programs.prepare(program, dirs))
+        env = {**BASE_ENV, **network_env(self.programs.runner.egress)}
+        return LAUNCH.format(argv=list(argv), env=env)
 
     async def collect(
         self, session: SessionRecord, dirs: JobDirs, changed: set[str], deleted: list[str], notes: list[str]

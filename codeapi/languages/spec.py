@@ -66,6 +66,12 @@ class LanguageSpec:
     version_argv: tuple[str, ...] = ()  # prints the runtime's version (paths as the sandbox sees them)
     tool_calling: ToolCalling | None = None  # None: not served by /exec/programmatic
 
+    @property
+    def system_only(self) -> bool:
+        """Runs from the system view alone (no runtime mounts, environment or build step): any jail
+        can run it, e.g. a stateful workspace's kept Python jail."""
+        return not (self.mounts or self.env or self.home_seed or self.compile_argv)
+
     def source_for(self, code: str) -> SourceFile:
         if self.find_source is not None:
             return self.find_source(code)

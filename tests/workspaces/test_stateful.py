@@ -185,3 +185,27 @@ async def test_a_workspace_survives_an_api_restart(test_root: Path) -> None:
         after = await call(second, "bash", "ls | sort | tr '\\n' ' '; cat f11.txt", hint)
     assert after["runtime_status"] == "reused"
     assert after["stdout"] == f"{expected}11\n"
+
+
+BASH_PROGRAMS = {
+    "exit status": ("echo out; echo err >&2; exit 3", []),
+    "arguments": ('printf "%s|" "$@"; echo; echo "$0" | sed "s|.*/||"', ["a b", "c"]),
+    "environment": ("env | sort | grep -v -e '^_=' -e '^PWD=' -e '^SHLVL=' -e '^OLDPWD='", []),
+    # (a one-shot bash is its jail's pid 1, which a SIGKILL from inside cannot end: not compared)
+    "a child killed by a signal": ("exec 2>/dev/null; sleep 5 & kill -9 $!; wait $!; echo status $?", []),
+    "working directory": ("pwd; ls -d /mnt/data /code", []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BASH_PROGRAMS))
+async def test_bash_in_a_workspace_runs_as_a_one_shot_bash_does(client: httpx.AsyncClient, case: str) -> None:
+    """A workspace's bash runs as a child of its kept jail's fresh worker: what it sees and what the
+    response says must be what a default-profile run gives."""
+    code, args = BASH_PROGRAMS[case]
+    one_shot = (await client.post("/exec", json={"lang": "bash", "code": code, "args": args})).json()
+    hint = new_hint()
+    await call(client, "bash", "true", hint)  # the workspace's kept jail now serves the next call
+    stateful = await call(client, "bash", code, hint, args=args)
+    for field in ("stdout", "stderr"):
+        assert stateful[field] == one_shot[field], field
+    assert (stateful["run"]["status"], stateful["run"]["code"]) == (one_shot["run"]["status"], one_shot["run"]["code"])
