@@ -107,6 +107,7 @@ async def restores(a: httpx.AsyncClient, b: httpx.AsyncClient, n: int) -> list[s
             await exec_ok(b, {**body, "code": "test -s data.bin"}, STATEFUL)
             samples.append(time.perf_counter() - started)
         moved = Summary.of(samples)
+
         async def on_b(body: dict[str, Any] = body) -> None:
             await exec_ok(b, {**body, "code": "test -s data.bin"}, STATEFUL)
 
