@@ -3,8 +3,17 @@
 // restated here from its behaviour: header {alg, typ: "JWT", kid}; claims iss, aud, sub, iat, nbf, exp
 // (ttl <= 300 s), jti, tenant_id, role, principal_source, auth_context_hash (sha256 of the canonical
 // identity JSON); a token is reused for up to 30 s while it has more than 30 s to live.
-// argv[2]: JSON {env, user: {id, tenantId?, role?}, executionProfile?, calls: [{tool, code, lang?, continue?}], mint?}
-// prints JSON {results: [{content, artifact} | {error}], tokens: [every distinct token sent]} or {token}.
+// argv[2]: JSON {env, user: {id, tenantId?, role?}, executionProfile?, stateful?: {hint},
+//   calls: [{tool, code, lang?, continue?}], mint?}
+// prints JSON {results: [{content, artifact} | {prewarm: {status, body}} | {error}], tokens: [every distinct
+// token sent]} or {token}.
+// `stateful` is what LibreChat gives both tools for an agent with stateful code sessions (packages/api's
+// resolveCodeExecutionContext, spread into the factories beside user_id and authHeaders): the
+// LIBRECHAT_CODE_BASEURL_STATEFUL route, executionProfile 'stateful', statefulSessions true, its
+// runtimeSessionHint and codeSessionKey; authHeaders add the profile header (codeExecutionAuthHeaders).
+// The call {tool: "prewarm"} is LibreChat's prewarm (packages/api/src/agents/prewarm.ts), restated: the
+// global fetch, POST <stateful route>/exec with the auth headers and the profile header, body
+// {lang: "bash", code: "true", runtime_session_hint}.
 const crypto = require("crypto");
 const { createCodeExecutionTool, createBashExecutionTool } = require("@librechat/agents");
 
@@ -75,21 +84,55 @@ async function authHeaders() {
   return { Authorization: `Bearer ${token}` };
 }
 
+async function statefulHeaders() {
+  return { ...(jwtEnabled() ? await authHeaders() : {}), "X-CodeAPI-Expected-Profile": "stateful" };
+}
+
+async function prewarm(baseUrl, hint) {
+  const response = await fetch(`${baseUrl}/exec`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "User-Agent": "LibreChat/1.0", ...(await statefulHeaders()) },
+    body: JSON.stringify({ lang: "bash", code: "true", runtime_session_hint: hint }),
+    signal: AbortSignal.timeout(120000),
+  });
+  const text = await response.text();
+  return { status: response.status, body: JSON.parse(text) };
+}
+
 async function main() {
   if (options.mint) {
     process.stdout.write(JSON.stringify({ token: mint() }));
     return;
   }
-  const params = {
-    baseUrl: env.LIBRECHAT_CODE_BASEURL,
-    user_id: user.id,
-    ...(jwtEnabled() ? { authHeaders } : {}),
-    ...(options.executionProfile ? { executionProfile: options.executionProfile } : {}),
-  };
+  const stateful = options.stateful;
+  const params = stateful
+    ? {
+      user_id: user.id,
+      authHeaders: statefulHeaders,
+      baseUrl: env.LIBRECHAT_CODE_BASEURL_STATEFUL,
+      codeSessionKey: `execute_code:stateful:${stateful.hint}`,
+      executionProfile: "stateful",
+      runtimeSessionHint: stateful.hint,
+      statefulSessions: true,
+    }
+    : {
+      baseUrl: env.LIBRECHAT_CODE_BASEURL,
+      user_id: user.id,
+      ...(jwtEnabled() ? { authHeaders } : {}),
+      ...(options.executionProfile ? { executionProfile: options.executionProfile } : {}),
+    };
   const tools = { execute_code: createCodeExecutionTool(params), bash_tool: createBashExecutionTool(params) };
   const results = [];
   let previous = null;
   for (const [index, call] of options.calls.entries()) {
+    if (call.tool === "prewarm") {
+      try {
+        results.push({ prewarm: await prewarm(params.baseUrl, stateful.hint) });
+      } catch (error) {
+        results.push({ error: String(error && error.message) });
+      }
+      continue;
+    }
     const tool = tools[call.tool];
     const args = call.tool === "bash_tool" ? { command: call.code } : { lang: call.lang || "py", code: call.code };
     // What LibreChat's ToolNode injects: the files an earlier call of the run returned.

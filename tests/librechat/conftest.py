@@ -7,6 +7,7 @@ The npm package comes from the fixture the programmatic client tests install it 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -92,18 +93,33 @@ def filled(block: dict[str, str], pair: KeyPair, address: str) -> dict[str, str]
 
 
 class Server:
-    """`codeapi serve` configured with one of the doc's codeapi blocks (plus a backend)."""
+    """`codeapi serve` configured with the doc's codeapi blocks (plus a backend and ``extra`` settings)."""
 
-    def __init__(self, root: Path, block: str, pair: KeyPair, uid: int, backend: dict[str, Any]) -> None:
-        settings = filled(doc_blocks()[f"codeapi {block}"], pair, address="")  # codeapi's blocks name no address
+    def __init__(
+        self,
+        root: Path,
+        blocks: tuple[str, ...],
+        pair: KeyPair,
+        uid: int,
+        backend: dict[str, Any],
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        settings: dict[str, str] = {}
+        for block in blocks:  # codeapi's blocks name no address
+            settings.update(filled(doc_blocks()[f"codeapi {block}"], pair, address=""))
+        settings.update(extra or {})
         # Python starts on its first call: these servers run bash, and start faster without the warm pool.
         quick = {"SANDBOX_UID": uid, "SANDBOX_POOL_WARMUP_ON_STARTUP": "false"}
         self.replica = Replica(root, {**quick, **backend, **settings})
         self.address = f"127.0.0.1:{self.replica.port}"
         self.url = self.replica.url
 
-    def librechat_env(self, block: str, pair: KeyPair) -> dict[str, str]:
-        return filled(doc_blocks()[f"librechat {block}"], pair, self.address)
+    def librechat_env(self, block: str, pair: KeyPair, *more: str) -> dict[str, str]:
+        """LibreChat's .env: the doc's block for ``block`` and those for ``more`` (the stateful route's)."""
+        env: dict[str, str] = {}
+        for name in (block, *more):
+            env.update(filled(doc_blocks()[f"librechat {name}"], pair, self.address))
+        return env
 
 
 def run_client(agents: Path, env: dict[str, str], user: dict[str, str], **options: Any) -> dict[str, Any]:
@@ -120,8 +136,15 @@ def run_client(agents: Path, env: dict[str, str], user: dict[str, str], **option
     return result
 
 
-def start(root: Path, block: str, pair: KeyPair, uid: int, backend: dict[str, Any] | None = None) -> Iterator[Server]:
-    server = Server(root, block, pair, uid, backend or {})
+def start(
+    root: Path,
+    blocks: str | tuple[str, ...],
+    pair: KeyPair,
+    uid: int,
+    backend: dict[str, Any] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    server = Server(root, (blocks,) if isinstance(blocks, str) else blocks, pair, uid, backend or {}, extra)
     try:
         server.replica.wait_ready()
         yield server
@@ -131,10 +154,19 @@ def start(root: Path, block: str, pair: KeyPair, uid: int, backend: dict[str, An
 
 @pytest.fixture(scope="session", params=["embedded", "shared"])
 def jwt_server(request: pytest.FixtureRequest, test_root: Path, key_pair: KeyPair) -> Iterator[Server]:
-    """The doc's JWT block, on both backends."""
+    """The doc's JWT block with its stateful route's block, on both backends."""
     backend: dict[str, Any] = {}
     if request.param == "shared":
         seaweed: SeaweedServer = request.getfixturevalue("api_seaweed")
         backend = shared_backend(seaweed, redis_db=CLIENT_REDIS_DB)
     offset = 64 if request.param == "shared" else 0
-    yield from start(test_root / f"librechat-jwt-{request.param}", "jwt", key_pair, UID_BASE + offset, backend)
+    root = test_root / f"librechat-jwt-{request.param}"
+    yield from start(root, ("jwt", "stateful"), key_pair, UID_BASE + offset, backend)
+
+
+def stateful_hint(user_id: str, scope: str = "user", *parts: str) -> str:
+    """The runtime_session_hint LibreChat derives for a stateful agent (packages/api's
+    resolveRuntimeSessionHint): ``v2:<scope>:`` and 32 hex digits of the sha256 of the JSON list
+    [user id, agent or conversation id]."""
+    fingerprint = hashlib.sha256(json.dumps([user_id, *parts], separators=(",", ":")).encode()).hexdigest()
+    return f"v2:{scope}:{fingerprint[:32]}"

@@ -3,14 +3,17 @@ as the client sends them, and two tenants whose users share an id."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.librechat.conftest import KeyPair, Server, run_client
+from tests.librechat.conftest import UID_BASE, KeyPair, Server, run_client, start
 
 ACME_ALICE = {"id": "alice", "tenantId": "acme"}
 GLOBEX_ALICE = {"id": "alice", "tenantId": "globex"}
+TOOLS = ("execute_code", "bash_tool")
 
 
 def test_the_default_profile_is_served(librechat_agents: Path, jwt_server: Server, key_pair: KeyPair) -> None:
@@ -20,15 +23,27 @@ def test_the_default_profile_is_served(librechat_agents: Path, jwt_server: Serve
     assert ran["results"][0]["content"].startswith("stdout:\ndefault profile"), ran
 
 
-def test_the_stateful_profile_is_a_permanent_capability_mismatch(
-    librechat_agents: Path, jwt_server: Server, key_pair: KeyPair
+@pytest.fixture(scope="module")
+def default_only_server(test_root: Path, key_pair: KeyPair) -> Iterator[Server]:
+    """The doc's JWT block on a deployment that turned the stateful route off."""
+    extra = {"CODEAPI_EXECUTION_PROFILES": "default"}
+    yield from start(test_root / "librechat-default-only", "jwt", key_pair, UID_BASE + 320, extra=extra)
+
+
+def test_a_stateful_agent_on_a_default_only_deployment_is_a_permanent_capability_mismatch(
+    librechat_agents: Path, default_only_server: Server, key_pair: KeyPair
 ) -> None:
-    env = jwt_server.librechat_env("jwt", key_pair)
-    calls = [{"tool": tool, "lang": "bash", "code": "echo never"} for tool in ("execute_code", "bash_tool")]
-    ran = run_client(librechat_agents, env, ACME_ALICE, executionProfile="stateful", calls=calls)
-    for result in ran["results"]:
-        assert "does not provide the requested execution profile" in result["error"], result
-        assert "permanent capability mismatch" in result["error"]
+    env = default_only_server.librechat_env("jwt", key_pair, "stateful")
+    calls = [{"tool": "prewarm"}, *({"tool": tool, "lang": "bash", "code": "echo never"} for tool in TOOLS)]
+    for options in ({"executionProfile": "stateful"}, {"stateful": {"hint": "v2:user:" + "0" * 32}}):
+        ran = run_client(librechat_agents, env, ACME_ALICE, calls=calls, **options)
+        prewarm, *tools = ran["results"]
+        if "stateful" in options:
+            assert prewarm["prewarm"]["status"] == 409, prewarm
+            assert prewarm["prewarm"]["body"]["error"] == "execution_profile_mismatch"
+        for result in tools:
+            assert "does not provide the requested execution profile" in result["error"], result
+            assert "permanent capability mismatch" in result["error"]
 
 
 def bearer_of(agents: Path, env: dict[str, str], user: dict[str, str]) -> dict[str, str]:

@@ -32,6 +32,9 @@ def test_the_doc_has_both_sides_of_both_ways() -> None:
         "librechat jwt",
         "codeapi jwt",
         "codeapi jwt-jwks",
+        "librechat stateful",
+        "librechat stateful-api-key",
+        "codeapi stateful",
     }
 
 
