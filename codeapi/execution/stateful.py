@@ -11,9 +11,12 @@ without the warm path (REPL_ENABLED=false, zygote down) every call restores into
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -31,7 +34,7 @@ from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.names import is_hidden
 from codeapi.storage.metadata.base import SessionRecord
 from codeapi.workspaces.store import RuntimeSession, RuntimeSessions, runtime_session_id
-from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, make_way, walk
+from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, make_way, remove, walk
 
 logger = structlog.get_logger(__name__)
 
@@ -157,6 +160,8 @@ class StatefulRuns:
         before = await asyncio.to_thread(walk, dirs.data)
         result = await self.execute(place, spec, program, job_id)
         await pipeline.keep_skill_deps(record.runtime_id, dirs)
+        if place.sandbox is not None:
+            await asyncio.to_thread(scrub_scratch, place.sandbox)
         after = await asyncio.to_thread(walk, dirs.data)
         changes = compare(before, after, walked_at)
         notes: list[str] = []
@@ -224,3 +229,14 @@ class StatefulRuns:
         outputs = await self.pipeline.store_outputs(session.session_id, dirs, attached, {}, rejected, None)
         notes += [f"Output file not attached (it stays in /mnt/data): {item.path} ({item.reason})" for item in rejected]
         return Outputs(outputs, [path for path in deleted if not is_hidden(path)])
+
+
+def scrub_scratch(sandbox: ReplSandbox) -> None:
+    """/tmp and the home are a call's scratch (LibreChat tells the model so; a new jail has them empty):
+    the kept jail's are emptied after each call (its processes are stopped or gone) and the home is
+    seeded again. Nothing there is followed: entries are removed by descriptor, links as links."""
+    for top in (Path(f"/proc/{sandbox.jail.init_pid}/root/tmp"), sandbox.dirs.home):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(top):
+                remove(Path(entry.path))
+    sandbox.launcher.seed_home(sandbox.dirs)

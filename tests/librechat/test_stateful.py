@@ -107,7 +107,6 @@ def test_every_call_is_a_new_process(librechat_agents: Path, jwt_server: Server,
     assert shell["content"].startswith("stdout:\n[] /mnt/data 42"), shell
 
 
-@pytest.mark.xfail(strict=True, reason="a kept job directory serves the next call: its /tmp and home are still there")
 def test_tmp_and_home_do_not_survive_the_call(librechat_agents: Path, jwt_server: Server, key_pair: KeyPair) -> None:
     """What LibreChat tells the model of the stateful route: /tmp is same-call scratch only."""
     user = someone("dave")

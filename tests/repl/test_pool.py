@@ -54,6 +54,7 @@ async def test_health_reports_the_warm_path(warm_client: WarmClientFactory) -> N
         assert loops["status"] == "healthy"
         assert {name for name in loops if name != "status"} == {
             "session sweeper",
+            "runtime session sweeper",
             "pool refill",
             "pool sweep",
             "state archiver",

@@ -209,3 +209,16 @@ async def test_bash_in_a_workspace_runs_as_a_one_shot_bash_does(client: httpx.As
     for field in ("stdout", "stderr"):
         assert stateful[field] == one_shot[field], field
     assert (stateful["run"]["status"], stateful["run"]["code"]) == (one_shot["run"]["status"], one_shot["run"]["code"])
+
+
+async def test_tmp_and_home_are_a_calls_scratch(client: httpx.AsyncClient) -> None:
+    """LibreChat tells the model /tmp is same-call scratch: only /mnt/data carries over."""
+    hint = new_hint()
+    await call(client, "bash", "echo t > /tmp/scratch.txt; echo h > ~/scratch.txt; mkdir -p ~/.cache/x", hint)
+    after = await call(
+        client,
+        "py",
+        "import os\nprint(sorted(os.listdir('/tmp')), os.path.exists(os.path.expanduser('~/scratch.txt')))",
+        hint,
+    )
+    assert after["stdout"] == "[] False\n", after["stderr"]
