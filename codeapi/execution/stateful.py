@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from codeapi.egress.gateway import network_env
+from codeapi.egress.skilldeps import HOME_LINK
 from codeapi.execution.files import walk_outputs
 from codeapi.execution.outcome import Outputs, RuntimeInfo
 from codeapi.execution.pipeline import Pipeline, SessionClaim
@@ -234,9 +235,12 @@ class StatefulRuns:
 def scrub_scratch(sandbox: ReplSandbox) -> None:
     """/tmp and the home are a call's scratch (LibreChat tells the model so; a new jail has them empty):
     the kept jail's are emptied after each call (its processes are stopped or gone) and the home is
-    seeded again. Nothing there is followed: entries are removed by descriptor, links as links."""
+    seeded again; the installed packages stay. Nothing there is followed: entries are removed by
+    descriptor, links as links."""
+    kept = {sandbox.dirs.home / HOME_LINK}  # what the workspace installed (SKILL_DEPS_PATH keeps it)
     for top in (Path(f"/proc/{sandbox.jail.init_pid}/root/tmp"), sandbox.dirs.home):
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(top):
-                remove(Path(entry.path))
+                if Path(entry.path) not in kept:
+                    remove(Path(entry.path))
     sandbox.launcher.seed_home(sandbox.dirs)
