@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from codeapi.config import Settings
 from codeapi.execution.program import Program, ProgramRunner
-from codeapi.languages import LANGUAGES, get_language
-from codeapi.languages.spec import LanguageSpec
+from codeapi.languages import LANGUAGES, build_cache_language
 from codeapi.sandbox.host import prepare_host
 from codeapi.sandbox.policy import Bind
 from codeapi.sandbox.runner import NsjailRunner
@@ -23,7 +23,6 @@ from codeapi.sandbox.workspace import Workspaces
 from codeapi.wiring.components import build_runner
 from codeapi.wiring.limits import derive_limits
 
-GO_CACHE = "gocache"
 GO_WARM_TIME_S = 900
 # Go caches its index of a package directory only when every file in it is older than 2 s, and
 # keys the entry by the files' mtimes. A package skipped while warming (GOROOT just unpacked) is
@@ -46,10 +45,6 @@ def say(message: str) -> None:
     print(f"      {message}", flush=True)  # noqa: T201 - install-time progress
 
 
-def goroot(settings: Settings, spec: LanguageSpec) -> Path:
-    return next(settings.sandbox.runtime_dir / mount.relative_src for mount in spec.mounts if mount.dst == "/opt/go")
-
-
 def settle_time(root: Path, age_s: float) -> float:
     """Seconds until every file under ``root`` is at least ``age_s`` old."""
     newest = max((entry.stat().st_mtime for entry in root.rglob("*") if entry.is_file()), default=0.0)
@@ -58,36 +53,37 @@ def settle_time(root: Path, age_s: float) -> float:
 
 async def warm_go_cache(settings: Settings) -> int:
     """``go build std`` once, inside the sandbox with the exact GOROOT path and env later runs use."""
-    cache = settings.sandbox.runtime_dir / GO_CACHE
+    spec, build_cache = build_cache_language()
+    runtime = settings.sandbox.runtime_dir
+    cache = runtime / build_cache.mount.relative_src
     stamp = cache / ".warmed"
     if stamp.exists():
         say(f"already done: {cache}")
         return 0
     workspaces, runner = prepare_for_cli(settings)
-    spec = get_language("go")
     cache.mkdir(parents=True, exist_ok=True)
     os.chown(cache, workspaces.first_uid, workspaces.first_uid)  # the slot's uid: another instance may hold SANDBOX_UID
     limits = replace(
         derive_limits(settings).sandbox, time_s=GO_WARM_TIME_S, memory_mb=3072, file_size_mb=512, tmpfs_mb=1024
     )
     binds = tuple(
-        Bind(cache, mount.dst, writable=True)
-        if mount.relative_src == GO_CACHE
-        else mount.bind(settings.sandbox.runtime_dir)
+        Bind(cache, mount.dst, writable=True) if mount == build_cache.mount else mount.bind(runtime)
         for mount in spec.mounts
     )
-    await asyncio.sleep(settle_time(goroot(settings, spec), GO_INDEX_MTIME_CUTOFF_S + 1))
+    sources = runtime / build_cache.sources.relative_src
+    await asyncio.sleep(settle_time(sources, GO_INDEX_MTIME_CUTOFF_S + 1))
     async with workspaces.job("warm-go-cache") as dirs:
         job = dirs.job(
             "warm-go-cache",
-            ("/opt/go/bin/go", "build", "std"),
+            build_cache.fill_argv,
             limits,
             binds=binds,
             env=spec.render_env(limits.memory_mb),
         )
         result = await runner.run(job)
     if not result.ok:
-        say(f"go build std failed ({result.termination.value}, exit {result.exit_code}): {result.stderr[-2000:]!r}")
+        ended = f"{result.termination.value}, exit {result.exit_code}"
+        say(f"{shlex.join(build_cache.fill_argv)} failed ({ended}): {result.stderr[-2000:]!r}")
         return 1
     for path in (cache, *cache.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -16,7 +16,7 @@ from codeapi.execution.pipeline import Pipeline, SessionClaim, StagedInput
 from codeapi.execution.program import Program, ProgramRunner, check_program_text
 from codeapi.execution.stateful import RuntimeClaim, StatefulRuns
 from codeapi.execution.warm import WarmPython, settle_state, state_notes, unchanged_inputs, with_usage
-from codeapi.languages import get_language
+from codeapi.languages import get_language, sandbox_probe
 from codeapi.languages.inventory import RuntimeVersions
 from codeapi.repl.sandbox import Lifecycle
 from codeapi.sandbox.policy import SandboxResult
@@ -102,10 +102,10 @@ class ExecutionService:
 
     async def check_sandbox(self) -> None:
         """Run a trivial program through the real sandbox; raises SandboxFailure when it cannot."""
-        probe = get_language("bash")
+        probe, code = sandbox_probe()
         job_id = new_id()
         async with self.workspaces.job(job_id) as dirs:
-            ran = await self.programs.run(Program(probe, "exit 0", (), 10), dirs, job_id)
+            ran = await self.programs.run(Program(probe, code, (), 10), dirs, job_id)
         if not ran.result.ok:
             raise SandboxFailure(f"sandbox probe ended with {ran.result.termination.value} ({ran.result.exit_code})")
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from codeapi.http.schemas import CLAIMED_USER_ID, ENTITY_ID, FileRefIn, WireModel
-from codeapi.languages import TOOL_CALLING_LANGUAGES
+from codeapi.languages import DEFAULT_TOOL_CALLING_LANGUAGE, TOOL_CALLING_LANGUAGES
 
 
 class ToolResultIn(WireModel):
@@ -22,7 +22,7 @@ class ProgrammaticBody(WireModel):
 
     code: str | None = None
     tools: list[Any] = []
-    lang: str = "py"  # the contract's default: run_tools_with_code sends none
+    lang: str = DEFAULT_TOOL_CALLING_LANGUAGE  # the contract's default: run_tools_with_code sends none
     session_id: str | None = None
     files: list[FileRefIn] | None = None
     timeout: int | None = Field(None, ge=1000, le=300000, description="milliseconds per round")

@@ -47,6 +47,27 @@ class ToolCalling:
 
 
 @dataclass(frozen=True)
+class WarmRepl:
+    """How warm REPL sandboxes (codeapi/repl) serve a language: a zygote, started on the host with the
+    runtime's own interpreter, imports its libraries once and forks a worker into each sandbox. Paths
+    are relative to SANDBOX_RUNTIME_DIR."""
+
+    interpreter: str  # the zygote's interpreter, run on the host
+    environment: str  # what the zygote imports from: each sandbox sees it read-only at its host path
+    mpl_seed: str  # matplotlib's font cache (built at install), copied for the zygote
+
+
+@dataclass(frozen=True)
+class BuildCache:
+    """A compiler cache filled once at install time (``codeapi warm-go-cache``), read-only in every run.
+    Paths of ``fill_argv`` are as the sandbox sees them."""
+
+    mount: RuntimeMount  # one of the language's mounts: bound writable while it is filled
+    fill_argv: tuple[str, ...]  # fills it, in the sandbox with the language's mounts and env
+    sources: RuntimeMount  # what the fill reads: it waits for their files to settle first
+
+
+@dataclass(frozen=True)
 class LanguageSpec:
     """argv items may use {source}, {entry}, {code_dir}, {memory_mb} and {heap_mb} placeholders."""
 
@@ -62,9 +83,14 @@ class LanguageSpec:
     memory_factor: float = 1.0  # compile-step memory relative to MAX_MEMORY_MB
     processes: int | None = None  # overrides MAX_PROCESSES when a runtime needs more threads
     find_source: Callable[[str], SourceFile] | None = None
-    repl: bool = False
+    warm_repl: WarmRepl | None = None  # served by warm REPL sandboxes when REPL_ENABLED
+    build_cache: BuildCache | None = None
     version_argv: tuple[str, ...] = ()  # prints the runtime's version (paths as the sandbox sees them)
     tool_calling: ToolCalling | None = None  # None: not served by /exec/programmatic
+
+    @property
+    def repl(self) -> bool:
+        return self.warm_repl is not None
 
     @property
     def system_only(self) -> bool:

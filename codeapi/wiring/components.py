@@ -9,7 +9,7 @@ from codeapi.egress.gateway import EgressGateway, EgressPolicy, network_env
 from codeapi.egress.skilldeps import SkillDeps
 from codeapi.execution.program import ProgramRunner
 from codeapi.execution.warm import WarmPython
-from codeapi.languages import get_language
+from codeapi.languages import warm_repl_language
 from codeapi.repl.pool import ReplPool
 from codeapi.repl.sandbox import ReplLauncher
 from codeapi.repl.zygote_process import ZygoteProcess
@@ -68,11 +68,12 @@ def build_warm_python(
     """The Python fast path (issue 4): warm REPL sandboxes forked from a zygote, state across calls."""
     if not settings.repl.enabled:
         return None
-    spec, runtime = get_language("py"), settings.sandbox.runtime_dir
+    spec, repl = warm_repl_language()
+    runtime = settings.sandbox.runtime_dir
     zygote = ZygoteProcess(
-        runtime / "python" / "bin" / "python3",
+        runtime / repl.interpreter,
         {**BASE_ENV, **spec.render_env(limits.sandbox.memory_mb), **network_env(runner.egress)},
-        runtime / "mplcache",
+        runtime / repl.mpl_seed,
         workspaces.system_dir / "zygote",
     )
     launcher = ReplLauncher(
@@ -80,6 +81,7 @@ def build_warm_python(
         workspaces=workspaces,
         zygote=zygote,
         spec=spec,
+        repl=repl,
         runtime_dir=runtime,
         limits=limits.repl_sandbox,
         seed_home=lambda dirs: programs.seed_home(spec, dirs),
