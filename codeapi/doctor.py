@@ -20,8 +20,9 @@ from codeapi.languages import LANGUAGES, LanguageSpec
 from codeapi.sandbox.host import detect_cgroups, resolve_nsjail
 from codeapi.storage.blobs.s3 import S3BlobStore
 from codeapi.storage.metadata.redis import RedisMetadata
+from codeapi.units import GB
 
-MIN_FREE_BYTES = 1024**3
+MIN_FREE_BYTES = GB
 BACKEND_TIMEOUT_S = 5.0
 
 
@@ -114,7 +115,7 @@ def check_disk(settings: Settings) -> Iterator[Finding]:
     places = {"DATA_DIR": settings.storage.data_dir, "SANDBOX_BASE_DIR": settings.sandbox.base_dir}
     for variable, path in places.items():
         free = shutil.disk_usage(existing_parent(path)).free
-        detail = f"{free / 1024**3:.1f} GiB free for {path}"
+        detail = f"{free / GB:.1f} GiB free for {path}"
         if free < MIN_FREE_BYTES:
             yield Finding(f"disk ({variable})", False, detail, f"free space or move {variable}", fatal=False)
         else:

@@ -7,5 +7,6 @@ from __future__ import annotations
 
 KB = 1024
 MB = 1024 * KB
+GB = 1024 * MB
 # How much of a file is held at once while one is streamed: uploads, blobs, outputs, copies.
 FILE_CHUNK_BYTES = MB

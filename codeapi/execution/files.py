@@ -19,9 +19,9 @@ from typing import TypeVar
 
 from codeapi.errors import RequestTooLarge
 from codeapi.sessions.names import is_hidden
+from codeapi.units import FILE_CHUNK_BYTES, MB
 
 T = TypeVar("T")
-READ_CHUNK = 1024 * 1024
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 # Directories nested deeper than this are not descended (each open level holds one descriptor).
@@ -162,7 +162,7 @@ def walk_outputs(data_dir: Path, max_file_bytes: int) -> tuple[list[FoundFile], 
                 elif st.st_nlink != 1:
                     rejected.append(Rejected(relative, "hard-linked files are not collected"))
                 elif st.st_size > max_file_bytes or st.st_blocks * 512 > max_file_bytes:
-                    rejected.append(Rejected(relative, f"larger than {max_file_bytes // (1024 * 1024)} MB"))
+                    rejected.append(Rejected(relative, f"larger than {max_file_bytes // MB} MB"))
                 else:
                     found.append(FoundFile(relative, fingerprint(st)))
             finally:
@@ -217,7 +217,7 @@ async def read_output(data_dir: Path, relative: str, expected: Fingerprint) -> A
         if fingerprint(os.fstat(fd)) != expected:
             raise OutputChanged(relative)
         size_bytes = 0
-        while chunk := await asyncio.to_thread(os.read, fd, READ_CHUNK):
+        while chunk := await asyncio.to_thread(os.read, fd, FILE_CHUNK_BYTES):
             size_bytes += len(chunk)
             yield chunk
         if size_bytes != expected.size_bytes or fingerprint(os.fstat(fd)) != expected:
@@ -234,7 +234,7 @@ def content_sha256(data_dir: Path, relative: str) -> str | None:
         return None
     try:
         digest = hashlib.sha256()
-        while chunk := os.read(fd, READ_CHUNK):
+        while chunk := os.read(fd, FILE_CHUNK_BYTES):
             digest.update(chunk)
         return digest.hexdigest()
     except OSError:

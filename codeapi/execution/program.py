@@ -18,6 +18,7 @@ from codeapi.languages.spec import LanguageSpec, SourceFile
 from codeapi.sandbox.policy import SandboxJob, SandboxLimits, SandboxResult
 from codeapi.sandbox.runner import NsjailRunner
 from codeapi.sandbox.workspace import JobDirs
+from codeapi.units import KB
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,8 @@ class Program:
 # Arguments reach the program through execve, which refuses one string over MAX_ARG_STRLEN (32
 # pages, with its NUL) and all of them over a quarter of the stack limit (2 MiB at the usual 8 MiB,
 # shared with nsjail's own options and the environment). Each costs its bytes, a NUL and a pointer.
-MAX_ARG_BYTES = 128 * 1024 - 1
-MAX_ARGS_BYTES = 256 * 1024
+MAX_ARG_BYTES = 128 * KB - 1
+MAX_ARGS_BYTES = 256 * KB
 ARG_OVERHEAD_BYTES = 9
 
 
@@ -55,7 +56,7 @@ def check_program_text(code: str, args: tuple[str, ...]) -> None:
         total_bytes += size_bytes + ARG_OVERHEAD_BYTES
     if total_bytes > MAX_ARGS_BYTES:
         raise RequestTooLarge(
-            f"The arguments exceed {MAX_ARGS_BYTES // 1024} KiB together "
+            f"The arguments exceed {MAX_ARGS_BYTES // KB} KiB together "
             f"(each counted with {ARG_OVERHEAD_BYTES} bytes of overhead)",
             field="args",
         )

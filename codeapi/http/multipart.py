@@ -18,8 +18,9 @@ from typing import IO
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from codeapi.errors import InvalidRequest, TooManyFiles
+from codeapi.units import FILE_CHUNK_BYTES, KB
 
-MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 64 * KB
 # Plain fields a client sends (kind, id, version, entity_id, read_only): far fewer than this.
 MAX_FIELDS = 64
 
@@ -42,7 +43,7 @@ class ParsedForm:
         if self.spool is not None:
             self.spool.close()
 
-    async def read(self, part: UploadedPart, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    async def read(self, part: UploadedPart, chunk_size: int = FILE_CHUNK_BYTES) -> AsyncIterator[bytes]:
         """The part's bytes, in chunks."""
         assert self.spool is not None, "a form with file parts has a spool"
         position, end = part.offset, part.offset + part.size_bytes

@@ -24,6 +24,7 @@ from codeapi.execution.outcome import FAILED, TIME_LIMIT, RunEnd, Stop
 from codeapi.programmatic.continuations import Batch, RunState
 from codeapi.sandbox.policy import Termination
 from codeapi.sandbox.runner import CappedStream, JobOutput
+from codeapi.units import KB
 
 HEADER = struct.Struct(">I")
 
@@ -188,7 +189,7 @@ class LiveRun:
                 if size > self.limits.max_batch_bytes:
                     raise Stopped(
                         FAILED,
-                        f"A batch of tool calls exceeds {self.limits.max_batch_bytes // 1024} KiB of arguments",
+                        f"A batch of tool calls exceeds {self.limits.max_batch_bytes // KB} KiB of arguments",
                     )
                 calls = self.parse(await reader.readexactly(size))
             except asyncio.IncompleteReadError:

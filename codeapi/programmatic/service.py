@@ -46,6 +46,7 @@ from codeapi.repl import protocol
 from codeapi.sandbox.policy import SandboxJob, SandboxResult
 from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.ids import new_id
+from codeapi.units import KB, MB
 
 logger = structlog.get_logger(__name__)
 
@@ -58,8 +59,8 @@ class ProgrammaticLimits:
     pause_s: float  # how long a paused program and its token wait for the continuation
     max_rounds: int = 20
     max_calls_per_batch: int = 64
-    max_arguments_bytes: int = 1024 * 1024
-    max_result_bytes: int = 1024 * 1024
+    max_arguments_bytes: int = MB
+    max_result_bytes: int = MB
     max_live_runs: int = 16  # paused sandboxes each hold a uid; the rest stay for /exec
 
 
@@ -289,7 +290,7 @@ class ProgrammaticService:
             size = len(json.dumps(result.value if result.ok else result.error).encode())
             if size > self.limits.max_result_bytes:
                 raise RequestTooLarge(
-                    f"The result of tool call {result.call_id!r} exceeds {self.limits.max_result_bytes // 1024} KiB",
+                    f"The result of tool call {result.call_id!r} exceeds {self.limits.max_result_bytes // KB} KiB",
                     field="tool_results",
                 )
             by_id[result.call_id] = result

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from codeapi.units import MB
 from tests.conftest import ClientFactory, run
 
-MB = 1024 * 1024
 # Burns CPU until its own process has used 300 ms since it started, and prints what it used (ms).
 BURN = (
     "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n    pass\n"

@@ -10,9 +10,7 @@ from codeapi.state.archiver import archive_once
 from codeapi.state.store import StatePolicy, StateStore, state_key
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import MetadataStore
-
-MB = 1024 * 1024
-
+from codeapi.units import MB
 
 DEFAULT = StatePolicy(
     ttl=timedelta(hours=2),

@@ -14,9 +14,8 @@ from codeapi.errors import FileNotFound, InvalidRequest
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.blobs.local import TEMP_PREFIX, LocalBlobStore
 from codeapi.storage.blobs.s3 import S3BlobStore
+from codeapi.units import MB
 from tests.storage.conftest import s3_test_settings
-
-MIB = 1024 * 1024
 
 
 class Failure(Exception):
@@ -64,7 +63,7 @@ async def failing_after(total: int) -> AsyncIterator[bytes]:
 
 
 async def test_multi_mib_stream_round_trip(blobs: BlobStore) -> None:
-    total = 12 * MIB + 12345  # several multipart parts plus a ragged tail
+    total = 12 * MB + 12345  # several multipart parts plus a ragged tail
     expected, _, _ = await digest_of(pattern(total))
 
     size = await blobs.put("sessions/s1/big", pattern(total))
@@ -72,7 +71,7 @@ async def test_multi_mib_stream_round_trip(blobs: BlobStore) -> None:
     assert size == total
     digest, read_size, largest = await digest_of(blobs.read("sessions/s1/big"))
     assert (digest, read_size) == (expected, total)
-    assert largest <= 4 * MIB  # streamed in bounded chunks, not returned whole
+    assert largest <= 4 * MB  # streamed in bounded chunks, not returned whole
 
 
 async def test_small_and_empty_blobs(blobs: BlobStore) -> None:
@@ -94,12 +93,12 @@ async def test_missing_key_raises_when_iteration_starts(blobs: BlobStore) -> Non
 
 
 async def test_overwrite_replaces_the_value(blobs: BlobStore) -> None:
-    await blobs.put("sessions/s1/f", pattern(6 * MIB, seed=1))
+    await blobs.put("sessions/s1/f", pattern(6 * MB, seed=1))
     await put_bytes(blobs, "sessions/s1/f", b"second")
     assert await read_all(blobs, "sessions/s1/f") == b"second"
 
 
-@pytest.mark.parametrize("total", [1000, 7 * MIB], ids=["single-put", "multipart"])
+@pytest.mark.parametrize("total", [1000, 7 * MB], ids=["single-put", "multipart"])
 async def test_failed_put_leaves_nothing_behind(blobs: BlobStore, total: int) -> None:
     await put_bytes(blobs, "sessions/s1/kept", b"previous")
 

@@ -21,6 +21,7 @@ from codeapi.http.deps import Services, caller, client_ip
 from codeapi.http.errors import error_body
 from codeapi.http.profiles import EXPECTED_HEADER, STATEFUL_PROFILE
 from codeapi.http.schemas import ArtifactDeliveryOut, ExecBody, ExecResponse, FileRefIn, FileRefOut, RunOut
+from codeapi.units import KB, MB
 
 router = APIRouter()
 
@@ -29,15 +30,15 @@ KEEPALIVE_S = 3.0
 # 413 once it is over), then the program text (and the args, check_program_text). The body cap
 # leaves room for code at its cap written with JSON's longest escapes (\uXXXX: 6 bytes for one),
 # so a program under the code cap is never refused for how its client encoded it.
-MAX_CODE_BYTES = 1024 * 1024
-MAX_EXEC_BODY_BYTES = 6 * MAX_CODE_BYTES + 6 * MAX_ARGS_BYTES + 64 * 1024
+MAX_CODE_BYTES = MB
+MAX_EXEC_BODY_BYTES = 6 * MAX_CODE_BYTES + 6 * MAX_ARGS_BYTES + 64 * KB
 
 
 def check_code(code: str) -> None:
     if not code.strip():
         raise InvalidRequest("Code must not be empty", field="code")
     if len(code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
-        raise RequestTooLarge(f"Code exceeds the maximum size of {MAX_CODE_BYTES // 1024} KiB", field="code")
+        raise RequestTooLarge(f"Code exceeds the maximum size of {MAX_CODE_BYTES // KB} KiB", field="code")
 
 
 def session_claim(

@@ -23,6 +23,7 @@ from codeapi.http.schemas import (
 )
 from codeapi.sessions.names import sanitize_name
 from codeapi.storage.metadata.base import FileRecord
+from codeapi.units import MB
 
 router = APIRouter()
 
@@ -70,7 +71,7 @@ async def store_part(
     name = sanitize_name(part.filename, services.max_filename_length)
     if part.too_large:
         raise FileTooLarge(
-            f"File {name} exceeds the maximum size of {services.max_file_bytes // (1024 * 1024)} MB",
+            f"File {name} exceeds the maximum size of {services.max_file_bytes // MB} MB",
             field="file",
         )
     return await services.sessions.add_file(session_id, name, form.read(part), read_only=read_only)

@@ -24,12 +24,13 @@ from codeapi.programmatic.service import (
     ToolResult,
 )
 from codeapi.programmatic.tools import parse_tools
+from codeapi.units import MB
 
 router = APIRouter()
 
 REQUEST_ID_HEADER = "x-librechat-code-request-id"
 # Tool results travel in the continuation body; each is capped again by the service.
-MAX_PROGRAMMATIC_BODY_BYTES = 8 * 1024 * 1024
+MAX_PROGRAMMATIC_BODY_BYTES = 8 * MB
 
 
 def service(request: Request) -> ProgrammaticService:
