@@ -147,17 +147,3 @@ class ObjectInfo(WireModel):
     etag: str
     contentType: str  # noqa: N815 - wire name
     readOnly: bool  # noqa: N815 - wire name
-
-
-class ErrorDetail(WireModel):
-    field: str | None = None
-    message: str
-    code: str
-
-
-class ErrorBody(WireModel):
-    error: str
-    error_type: str
-    details: list[ErrorDetail] = []
-    request_id: str | None = None
-    timestamp: float
