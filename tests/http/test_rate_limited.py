@@ -5,25 +5,11 @@ Retry-After and RateLimit headers."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
 from codeapi.auth.ratelimit import AUTH_FAILURES
-from tests.admin.conftest import ADMIN, ADMIN_REDIS_DB, USER, Service, create_key, running_service
-from tests.conftest import BACKENDS, shared_backend
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-async def service(request: pytest.FixtureRequest, test_root: Path) -> AsyncIterator[Service]:
-    backend: dict[str, Any] = {}
-    if request.param == "shared":
-        backend = shared_backend(request.getfixturevalue("api_seaweed"), redis_db=ADMIN_REDIS_DB)
-    async with running_service(test_root / f"limited-{uuid.uuid4().hex[:8]}", **backend) as running:
-        yield running
+from tests.admin.conftest import ADMIN, USER, Service, create_key
 
 
 def assert_rate_limited(response: httpx.Response) -> None:

@@ -7,6 +7,9 @@ from typing import Any
 
 import httpx
 
+# test_usage.py's app with a master key (one per module, on each backend) and its admin client.
+from tests.admin.conftest import admin, backend, service  # noqa: F401 - fixtures
+
 TOOLS: list[dict[str, Any]] = [
     {"name": "get-weather", "description": "Weather of a city", "parameters": {"type": "object"}},
     {"name": "fail", "description": "Always fails", "parameters": {"type": "object"}},

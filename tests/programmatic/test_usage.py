@@ -6,33 +6,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from tests.admin.conftest import ADMIN, ADMIN_REDIS_DB, Service, create_key, running_service
-from tests.conftest import BACKENDS, shared_backend
+from tests.admin.conftest import Service, create_key
 from tests.programmatic.conftest import complete, start
 
 WEATHER = "r = await get_weather(city='Oslo')\nprint(r['temp'])"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-async def service(request: pytest.FixtureRequest, test_root: Path) -> AsyncIterator[Service]:
-    backend = {}
-    if request.param == "shared":
-        backend = shared_backend(request.getfixturevalue("api_seaweed"), redis_db=ADMIN_REDIS_DB)
-    async with running_service(test_root / f"ptc-usage-{uuid.uuid4().hex[:8]}", **backend) as running:
-        yield running
-
-
-@pytest.fixture
-async def admin(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with service.client(headers=ADMIN) as client:
-        yield client
 
 
 @pytest.fixture
