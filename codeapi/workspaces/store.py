@@ -126,9 +126,7 @@ class RuntimeSessions:
         now = time.time()
         current = await self.get(runtime_id)
         if current is not None and not current.expired(self.policy, now):
-            current.last_used_at = now  # in use: no sweep ends it under the call
-            await self.save(current)
-            return current, "reused"
+            return current, "reused"  # no sweep ends it under the call: a sweep ends only what is not locked
         if current is not None:
             await self.end(runtime_id)
         await self.make_room(owner, runtime_id, now)
