@@ -16,5 +16,7 @@ while read -r target options; do
 done < <(findmnt -rn -t cgroup,cgroup2 -o TARGET,OPTIONS)
 
 /app/.venv/bin/codeapi prepare-host
-/app/.venv/bin/codeapi warm-go-cache
+# Replicas share the gocache volume: the first warms it, the others wait for it and find it done.
+mkdir -p /opt/codeapi/gocache
+flock /opt/codeapi/gocache /app/.venv/bin/codeapi warm-go-cache
 exec "$@"

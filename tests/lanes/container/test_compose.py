@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from codeapi.auth.keys import fingerprint
 from tests.lanes.compose_flow import *  # noqa: F403 (the flow's tests, collected with this module's fixtures)
 from tests.lanes.compose_flow import run
-from tests.lanes.container.stack import ComposeStack, ContainerState
+from tests.lanes.container.stack import ComposeStack, ContainerState, sh
 
 pytestmark = pytest.mark.container_lane
 
@@ -115,3 +116,23 @@ def test_an_api_process_killed_alone_is_restarted_by_its_policy(stack: ComposeSt
     )
     stack.wait_serving()
     assert_sessions_continue(stack_api, kept)
+
+
+def test_the_api_sees_the_client_not_the_balancer(stack: ComposeStack) -> None:
+    """Behind the balancer, the API's per-client accounting (the authentication-failure lockout, the
+    logs' client_ip) keys on the client's address: the one the balancer saw (here the Docker network's
+    gateway, which the published port forwards from), never the balancer's own nor an X-Forwarded-For
+    the client wrote."""
+    marker = secrets.token_hex(8)
+    refused = httpx.get(
+        f"{stack.url}/files/{marker}", headers={"x-api-key": f"wrong-{marker}", "X-Forwarded-For": "192.0.2.7"},
+        timeout=30, verify=stack.verify,
+    )  # fmt: skip
+    assert refused.status_code == 401
+    balancer = stack.compose("ps", "--quiet", "balancer").stdout.strip()
+    fields = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.Gateway}}{{end}}"
+    address, gateway = sh(["docker", "inspect", "--format", fields, balancer]).stdout.split()
+    key = fingerprint(f"wrong-{marker}")
+    logged = [line for line in stack.compose("logs", "--no-color", "api").stdout.splitlines() if key in line]
+    assert logged, "the refusal was not logged"
+    assert f'"client_ip": "{gateway}"' in logged[-1], (address, gateway, logged[-1])
