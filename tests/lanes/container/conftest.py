@@ -19,6 +19,20 @@ from tests.lanes.container.stack import (
 )
 
 REQUEST_TIMEOUT_S = 180
+LaneReport = list[str]  # lines printed at the end of the run (what the fault tests measured)
+REPORT = pytest.StashKey[LaneReport]()
+
+
+@pytest.fixture(scope="session")
+def lane_report(request: pytest.FixtureRequest) -> LaneReport:
+    return request.config.stash.setdefault(REPORT, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if lines := config.stash.get(REPORT, []):
+        terminalreporter.section("container lane: measured")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="package")

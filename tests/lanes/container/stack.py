@@ -309,10 +309,71 @@ class ComposeStack:
         """The docker name of a volume of docker-compose.yml in this project."""
         return f"{self.project}_{name}"
 
+    def api_containers(self) -> list[str]:
+        """The ids of the API's replicas that run."""
+        return self.compose("ps", "--quiet", "api").stdout.split()
+
+    def balancer_stats(self) -> list[dict[str, str]]:
+        """The balancer's rows for the API's replicas (HAProxy's CSV statistics: svname api1..api32,
+        status UP/DOWN/MAINT, addr, stot requests, hrsp_2xx ...), from inside its container."""
+        csv = self.compose("exec", "-T", "balancer", "codeapi-balancer", "stats", timeout=60).stdout
+        lines = [line for line in csv.splitlines() if line]
+        names = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(names, line.split(","), strict=False)) for line in lines[1:]]
+        return [row for row in rows if row["pxname"] == "api" and row["svname"].startswith("api")]
+
+    def replicas_up(self) -> list[dict[str, str]]:
+        return [row for row in self.balancer_stats() if row["status"] == "UP"]
+
+    def scale(self, replicas: int, timeout_s: float = API_START_TIMEOUT_S) -> float:
+        """`docker compose up -d --scale api=N`, until the balancer routes to exactly N ready replicas;
+        the seconds that took."""
+        began = time.monotonic()
+        self.compose("up", "-d", "--no-recreate", "--scale", f"api={replicas}", timeout=600)
+        self.wait_replicas(replicas, timeout_s)
+        return time.monotonic() - began
+
+    def wait_replicas(self, replicas: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if len(self.replicas_up()) == replicas == len(self.api_containers()):
+                    return
+            except RuntimeError:  # the balancer is (re)starting
+                pass
+            time.sleep(1)
+        raise RuntimeError(
+            f"the balancer did not route to {replicas} ready replicas within {timeout_s:.0f} s:\n"
+            f"{self.balancer_stats()}\n{self.logs()}"
+        )
+
     def cgroups_of(self, cmdline: bytes, timeout_s: float) -> list[str]:
         """The cgroups, as the machine sees them, of its process whose command line is ``cmdline``."""
         found = self.machine.run(["python3", "-c", CGROUPS_OF, cmdline.hex(), str(timeout_s)], timeout_s + 120, {})
         return list(json.loads(found.stdout))
+
+
+def container_leftovers(container_id: str, merged_dir: str) -> dict[str, list[str]]:
+    """What of a stopped container is still on this host: processes in its cgroups (its sandboxes
+    included: their cgroups are below the container's), its cgroup directories, and mounts of its root
+    file system (``merged_dir``, from `docker inspect` while it ran) or naming it."""
+    processes = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if container_id in Path(f"/proc/{pid}/cgroup").read_text():
+                processes.append(f"{pid} {Path(f'/proc/{pid}/cmdline').read_bytes().replace(bytes(1), b' ').decode()}")
+        except OSError:
+            continue
+    cgroups = []
+    for top, directories, _ in os.walk("/sys/fs/cgroup"):
+        cgroups += [f"{top}/{name}" for name in directories if container_id in name]
+        directories[:] = [name for name in directories if container_id not in name and top.count("/") < 6]
+    mounts = [
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if container_id in line or (merged_dir and merged_dir in line)
+    ]
+    return {"processes": processes, "cgroups": cgroups, "mounts": mounts}
 
 
 # The Go build cache of the API container (`go build std`, see docker/entrypoint.sh) costs 1-2 minutes
