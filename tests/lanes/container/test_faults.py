@@ -2,7 +2,8 @@
 lane's stack scaled to three API replicas behind the balancer (`docker compose up -d --scale api=3`), a
 mixed load at c=8 through the balancer (load.py: uploads, downloads, runs reading an upload, new and
 continued Python sessions, bash, JavaScript), and one fault at a time: an API replica killed with
-SIGKILL, Redis restarted, the S3 store restarted, the balancer restarted.
+SIGKILL, another stopped with SIGTERM (drained), Redis restarted, the S3 store restarted, the balancer
+restarted.
 
 Each fault's test passes when: no call of the load ended otherwise than answered right, refused with a
 503 or cut off with its connection (never a 500, another status, a wrong answer or a hang); the load ran
