@@ -27,6 +27,9 @@ record early.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline
+from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
 from codeapi.config.groups import RedisSettings
@@ -48,6 +52,7 @@ from codeapi.storage.redis_pool import connection_pool
 logger = structlog.get_logger(__name__)
 
 RECORD_GRACE_MS = 60_000
+LOCK_LEASE_S = 15.0  # a dead replica's session locks lapse within this (docs/deployment.md, faults)
 # The expiry index must outlive its entries long enough for a cleanup pass to see them.
 INDEX_GRACE_MS = 24 * 3600 * 1000
 ENTITY_SCAN = 20
@@ -63,6 +68,19 @@ def _now_micros() -> int:
 
 def _text(item: Any) -> str:
     return item.decode() if isinstance(item, bytes) else str(item)
+
+
+async def keep_renewed(lock: Lock, lease_s: float, until: float, session_id: str) -> None:
+    """Renew the lease every third of it, until the holder's bound (the lock's ``timeout_s``)."""
+    while time.monotonic() + lease_s / 3 < until:
+        await asyncio.sleep(lease_s / 3)
+        try:
+            await lock.reacquire()
+        except LockError:
+            logger.warning("session_lock_lost", session_id=session_id, backend="redis")
+            return
+        except RedisError as exc:  # Redis away for a moment: the next renewal may still be in time
+            logger.warning("session_lock_renewal_failed", session_id=session_id, error=str(exc))
 
 
 def _keep_until(pipe: Pipeline, key: str, deadline_ms: int) -> None:
@@ -111,10 +129,12 @@ class RedisMetadata(RedisKeyRecords):
 
     @asynccontextmanager
     async def _lock(self, session_id: str, timeout_s: float, wait_s: float) -> AsyncIterator[None]:
-        # The lock's own TTL (timeout) frees the session if the holding replica dies.
+        """Held at most ``timeout_s``, on a lease of LOCK_LEASE_S that the holder keeps renewing: the
+        lock of a replica that dies mid-call lapses within the lease, not at the call's timeout."""
+        lease_s = min(timeout_s, LOCK_LEASE_S)
         lock = self._redis.lock(
             f"{self.prefix}:lock:{session_id}",
-            timeout=timeout_s,
+            timeout=lease_s,
             blocking=True,
             blocking_timeout=wait_s,
             sleep=min(0.05, max(wait_s / 10, 0.005)),
@@ -124,15 +144,19 @@ class RedisMetadata(RedisKeyRecords):
             acquired = await lock.acquire()
         if not acquired:
             raise SessionBusy(f"Session {session_id} is busy")
+        renewal = asyncio.create_task(keep_renewed(lock, lease_s, time.monotonic() + timeout_s, session_id))
         try:
             yield
         finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
             try:
                 await lock.release()
             except LockError:
                 logger.warning("session_lock_lost", session_id=session_id, backend="redis")
             except RedisError as exc:
-                # The lock lapses on its own after timeout_s; the work itself already finished.
+                # The lock lapses on its own within its lease; the work itself already finished.
                 logger.warning("session_lock_release_failed", session_id=session_id, error=str(exc))
 
     async def put_session(self, record: SessionRecord) -> None:
