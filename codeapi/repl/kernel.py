@@ -1,4 +1,4 @@
-"""The few Linux calls Python 3.11 lacks (setns, prctl, ptrace, seccomp), through ctypes. Stdlib only.
+"""The few Linux calls Python 3.11 lacks (setns, prctl, ptrace, seccomp, madvise), through ctypes. Stdlib only.
 
 Used by the zygote to move a forked worker into a jail nsjail built, and by the worker to take on
 the same seccomp filter nsjail gave the jail's first process.
@@ -101,16 +101,13 @@ def anonymous_writable_ranges() -> list[tuple[int, int]]:
     return ranges
 
 
-def collapse_into_huge_pages() -> int:
+def collapse_into_huge_pages() -> None:
     """Move this process's anonymous memory into transparent huge pages where the kernel can
-    (MADV_COLLAPSE, Linux 6.1); returns the bytes collapsed. Only what is there now: the mappings are
+    (MADV_COLLAPSE, Linux 6.1). Only what is there now: the mappings are
     not marked MADV_HUGEPAGE, so a later fault (in a forked child) still gets a small page. Best
     effort: an older kernel or no free huge page leaves small pages."""
-    collapsed = 0
     for start, end in anonymous_writable_ranges():
-        if libc.madvise(start, end - start, MADV_COLLAPSE) == 0:
-            collapsed += end - start
-    return collapsed
+        libc.madvise(start, end - start, MADV_COLLAPSE)
 
 
 class CapHeader(ctypes.Structure):

@@ -138,7 +138,7 @@ class Zygote:
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.selector = selectors.DefaultSelector()
 
-    def spawn(self, request: protocol.Spawn, pidfd: int, worker_fds: list[int]) -> protocol.Control | None:
+    def spawn(self, request: protocol.Spawn, pidfd: int, worker_fds: list[int]) -> None:
         """Fork the worker; its reply is sent once the worker reports (``report``), so that the
         isolation of several workers overlaps: only the fork itself is serial."""
         if self.filters is None:
@@ -162,7 +162,6 @@ class Zygote:
         os.close(report_write)
         self.workers.add(child)
         self.selector.register(report_read, selectors.EVENT_READ, (request.token, child))
-        return None
 
     def report(self, report_read: int, token: str, child: int) -> None:
         self.selector.unregister(report_read)
@@ -206,22 +205,23 @@ class Zygote:
                     self.report(key.fd, *key.data)
 
     def answer(self, data: bytes, fds: list[int]) -> None:
-        reply: protocol.Control | None
+        """Fork the requested worker (its reply comes with its report), or reply with the failure."""
+        failure: protocol.SpawnFailed | None = None
         try:
             request = protocol.decode_control(data)
             if not isinstance(request, protocol.Spawn) or len(fds) != SPAWN_FDS:
                 raise protocol.ProtocolError("bad request")
             try:
-                reply = self.spawn(request, fds[0], fds[1:])
+                self.spawn(request, fds[0], fds[1:])
             except OSError as error:
-                reply = protocol.SpawnFailed(request.token, str(error))
+                failure = protocol.SpawnFailed(request.token, str(error))
         except protocol.ProtocolError as error:
-            reply = protocol.SpawnFailed("", str(error))  # the API learns nothing it waits for
+            failure = protocol.SpawnFailed("", str(error))  # the API learns nothing it waits for
         finally:
             for fd in fds:
                 os.close(fd)
-        if reply is not None:
-            send(self.control, reply)
+        if failure is not None:
+            send(self.control, failure)
 
 
 def main(argv: list[str]) -> int:
