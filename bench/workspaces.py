@@ -1,7 +1,8 @@
 """``python -m bench.workspaces``: stateful runtime sessions (issue 21), through HTTP, beside their floors.
 
 On two replicas sharing Redis and S3 (replica B is started with A's backend settings):
-* floors of the same run: ``GET /health`` (empty HTTP) and a default-profile one-shot ``bash true``;
+* floors of the same run: ``GET /health`` (empty HTTP; also at a chat's pace, where the machine's idle
+  CPUs wake up for it) and a default-profile one-shot ``bash true``;
 * a reused runtime session's ``bash true`` and Python ``print(1)``, back to back and at a chat's pace
   (a pause before each call, as a model writing its next call makes);
 * the first call of a new runtime session (a new hint each time: LibreChat's prewarm call);
@@ -83,6 +84,7 @@ async def latencies(a: httpx.AsyncClient, n: int) -> list[str]:
         "| call | p50 ms | p90 | p99 | / empty HTTP |",
         "|---|---|---|---|---|",
         row("floor: GET /health (empty HTTP)", http_floor),
+        row("floor: GET /health at chat pace", await timed(health, n, THINK_S), http_floor),
         row("floor: default profile, one-shot `bash true`", one_shot, http_floor),
         row("reused runtime session, `bash true`, back to back", await timed(stateful("bash", "true"), n), http_floor),
         row("reused, `bash true`, chat pace", await timed(stateful("bash", "true"), n, THINK_S), http_floor),

@@ -2,7 +2,8 @@
 
 The workspace is the /mnt/data of a Python sandbox this replica keeps for the runtime session. Every
 call is a new process there: Python code runs in the sandbox's fresh worker (no variables: the
-stateful profile keeps files, not interpreter state), any other language in a one-shot jail on the
+stateful profile keeps files, not interpreter state), a language that needs nothing but the system
+view (bash) as that worker, which becomes its program, any other language in a one-shot jail on the
 same directory as the same uid. Where no sandbox is kept at the record's revision (first call here,
 another replica served the last one, or it was evicted), a fresh one is restored from the checkpoint;
 without the warm path (REPL_ENABLED=false, zygote down) every call restores into a one-shot job.
@@ -40,11 +41,6 @@ from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, m
 logger = structlog.get_logger(__name__)
 
 NO_STATE = protocol.Save.NEVER  # the stateful profile keeps files, never interpreter state
-LAUNCH = (
-    "import subprocess, sys\n"
-    "status = subprocess.call({argv!r}, env={env!r}, cwd='/mnt/data')\n"
-    "sys.exit(128 - status if status < 0 else status)"
-)
 
 
 @dataclass(frozen=True)
@@ -199,24 +195,21 @@ class StatefulRuns:
 
     async def execute(self, place: Place, spec: LanguageSpec, program: Program, job_id: str) -> SandboxResult:
         """In the kept jail when it can run the language (Python, and what needs nothing but the system
-        view: a child of the jail's fresh worker), else in a one-shot jail on the same directory."""
+        view: the jail's fresh worker becomes it), else in a one-shot jail on the same directory."""
         sandbox = place.sandbox
-        if sandbox is not None and (spec.repl or spec.system_only):
-            code, args = (program.code, program.args) if spec.repl else (self.launcher(program, place.dirs), ())
-            call = await sandbox.call(code, args, program.timeout_s, NO_STATE, None)
+        if sandbox is not None and spec.repl:
+            call = await sandbox.call(program.code, program.args, program.timeout_s, NO_STATE, None)
+            return with_usage(call, sandbox).result
+        if sandbox is not None and spec.system_only:
+            argv = self.programs.argv(program, self.programs.prepare(program, place.dirs))
+            environment = {**BASE_ENV, **network_env(self.programs.runner.egress)}
+            call = await sandbox.run_program(argv, environment, program.timeout_s)
             return with_usage(call, sandbox).result
         try:
             return (await self.programs.run(program, place.dirs, job_id)).result
         finally:  # a kept workspace serves many runs: their nsjail logs must not pile up beside it
             for step in (job_id, f"{job_id}-build"):
                 place.dirs.log_file(step).unlink(missing_ok=True)
-
-    def launcher(self, program: Program, dirs: JobDirs) -> str:
-        """Python for the jail's worker that runs the program as its child, in /mnt/data, with the
-        environment a one-shot jail would give it; exits with its status (128 + signal if killed)."""
-        argv = self.programs.argv(program, self.programs.prepare(program, dirs))
-        env = {**BASE_ENV, **network_env(self.programs.runner.egress)}
-        return LAUNCH.format(argv=list(argv), env=env)
 
     async def collect(
         self, session: SessionRecord, dirs: JobDirs, changed: set[str], deleted: list[str], notes: list[str]

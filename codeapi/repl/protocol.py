@@ -85,8 +85,18 @@ class Done:
     state_too_large: int | None = None  # the compressed size of a state over the limit (not sent)
 
 
-Message = Ready | Run | Done
-KINDS: dict[str, type[Message]] = {"ready": Ready, "run": Run, "done": Done}
+@dataclass(frozen=True)
+class Exec:
+    """API -> worker: become ``argv`` (execve, in /mnt/data, with exactly ``environment``, each
+    ``NAME=value``): a program of another language run in the fresh worker's place, with nothing
+    between them. The link closes at the exec; how the program ended is the zygote's ``Exited``."""
+
+    argv: tuple[str, ...]
+    environment: tuple[str, ...]
+
+
+Message = Ready | Run | Done | Exec
+KINDS: dict[str, type[Message]] = {"ready": Ready, "run": Run, "done": Done, "exec": Exec}
 KIND_OF = {kind: name for name, kind in KINDS.items()}
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -157,10 +158,19 @@ class ReplSandbox:
     async def call(
         self, code: str, args: tuple[str, ...], timeout_s: float, save: protocol.Save, restore: bytes | None
     ) -> CallResult:
+        """Run Python code in the worker."""
+        return await self.serve(protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore), timeout_s)
+
+    async def run_program(self, argv: tuple[str, ...], environment: dict[str, str], timeout_s: float) -> CallResult:
+        """Run a program of another language as the worker: it becomes the program (``protocol.Exec``),
+        so no process comes between them. Its status is its own (no report); a new worker follows."""
+        request = protocol.Exec(argv, tuple(f"{name}={value}" for name, value in environment.items()))
+        return await self.serve(request, timeout_s)
+
+    async def serve(self, request: protocol.Run | protocol.Exec, timeout_s: float) -> CallResult:
         if not await self.ready():
             raise SandboxFailure("the sandbox's new worker did not start")
         self.lifecycle = Lifecycle.USED
-        request = protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore)
         output = self.worker.output
         self.jail.resume()  # kept sandboxes sleep stopped between calls
         if self.jail.cgroup is not None:
@@ -169,9 +179,13 @@ class ReplSandbox:
         self.carried_output = (b"", b"")
         started = time.monotonic()
         try:
-            ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
+            if isinstance(request, protocol.Run):
+                ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
+                exit_code = report.exit_code if report is not None else 0
+            else:
+                (ending, exit_code), report = await self.await_program(protocol.encode(request), timeout_s), None
             # The call's other processes end with it; the worker survives only a normal end.
-            await self.jail.kill_others(keep_worker=ending is Termination.EXITED)
+            await self.jail.kill_others(keep_worker=report is not None)
         except BaseException:
             self.lifecycle = Lifecycle.BROKEN  # cancelled mid-call: the sandbox is in an unknown state
             raise
@@ -181,9 +195,8 @@ class ReplSandbox:
             await self.jail.kill_others(keep_worker=False)
         wall_ms = int((time.monotonic() - started) * 1000)
         self.last_used_at = time.monotonic()
-        exit_code = report.exit_code if report is not None else 0
         worker_died = ending is None
-        if ending is not Termination.EXITED:
+        if ending is None or ending in (Termination.TIMEOUT, Termination.OUTPUT_LIMIT):
             self.lifecycle = Lifecycle.BROKEN
             report = None
             ending, exit_code = await self.abnormal_end(ending)
@@ -207,23 +220,50 @@ class ReplSandbox:
         an earlier call cannot know the name). Only the report leaves the worker alive.
         """
         reading = asyncio.ensure_future(self.send_and_read(request))
+        ending = await self.until(reading, timeout_s)
+        if ending is not Termination.EXITED:
+            return ending, None
+        try:
+            report = reading.result()
+        except (asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
+            logger.debug("repl.worker_gone", job_id=self.job_id, error=type(error).__name__)
+            return None, None
+        if not isinstance(report, protocol.Done) or report.call != call:
+            logger.warning("repl.unrequested_report", job_id=self.job_id)
+            return None, None
+        return Termination.EXITED, report
+
+    async def await_program(self, request: bytes, timeout_s: float) -> tuple[Termination | None, int]:
+        """Have the worker become the program and wait until it exits (the zygote reaps it), its
+        output overflows or the deadline passes; returns how it ended and its exit code."""
+        exited = asyncio.ensure_future(self.send_and_await_exit(request, timeout_s))
+        ending = await self.until(exited, timeout_s)
+        if ending is not Termination.EXITED:
+            return ending, -signal.SIGKILL
+        try:
+            status = exited.result()
+        except ConnectionError:
+            status = None
+        if status is None:  # the worker was gone before it could take the program, or the zygote is
+            return None, -signal.SIGKILL
+        return self.ended_by(status) if status < 0 else (Termination.EXITED, status)
+
+    async def send_and_await_exit(self, request: bytes, timeout_s: float) -> int | None:
+        self.worker.writer.write(request)
+        await self.worker.writer.drain()
+        return await self.launcher.zygote.exit_status(self.worker.pid, wait_s=timeout_s)
+
+    async def until(self, waiting: asyncio.Future[Any], timeout_s: float) -> Termination:
+        """Wait for ``waiting`` (EXITED: it is done), an output overflow or the deadline."""
         overflow = asyncio.ensure_future(self.worker.output.overflowed.wait())
         try:
-            done, _ = await asyncio.wait({reading, overflow}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({waiting, overflow}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reading, overflow):
+            for task in (waiting, overflow):
                 task.cancel()
-        if reading in done:
-            try:
-                report = reading.result()
-            except (asyncio.IncompleteReadError, protocol.ProtocolError, ConnectionError) as error:
-                logger.debug("repl.worker_gone", job_id=self.job_id, error=type(error).__name__)
-                return None, None
-            if not isinstance(report, protocol.Done) or report.call != call:
-                logger.warning("repl.unrequested_report", job_id=self.job_id)
-                return None, None
-            return Termination.EXITED, report
-        return (Termination.OUTPUT_LIMIT if overflow in done else Termination.TIMEOUT), None
+        if waiting in done:
+            return Termination.EXITED
+        return Termination.OUTPUT_LIMIT if overflow in done else Termination.TIMEOUT
 
     async def send_and_read(self, request: bytes) -> protocol.Message:
         self.worker.writer.write(request)
@@ -234,7 +274,10 @@ class ReplSandbox:
         """How a call that broke the sandbox ended (None: the worker died or broke the protocol)."""
         if ending is not None:
             return ending, -signal.SIGKILL
-        status = await self.launcher.zygote.exit_status(self.jail.worker_pid)
+        return self.ended_by(await self.launcher.zygote.exit_status(self.jail.worker_pid))
+
+    def ended_by(self, status: int | None) -> tuple[Termination, int]:
+        """How a process of the jail that exited with ``status`` (negative: the signal) ended."""
         if self.jail.cgroup is not None and self.jail.cgroup.hit_memory_limit():
             return Termination.MEMORY, 128 + signal.SIGKILL
         if status is not None and status < 0:

@@ -24,7 +24,7 @@ import sys
 import traceback
 import types
 import zlib
-from typing import Any
+from typing import Any, NoReturn
 
 from codeapi.repl import kernel, protocol
 
@@ -45,6 +45,8 @@ CODE_DIR = "/code"
 READ_CHUNK = 65536
 FD_PARKING = 64  # above fds 0-3 and whatever the zygote held while receiving
 ZSTD_LEVEL = 3
+IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
+COMMAND_NOT_RUN = 127  # what a shell returns for a command it could not execute
 
 
 def read_message(link: socket.socket, decoder: protocol.FrameDecoder) -> protocol.Message | None:
@@ -116,6 +118,8 @@ class Worker:
         user_handler = reap_between_calls()
         while True:
             request = read_message(self.link, protocol.FrameDecoder(protocol.frame_cap(self.max_state_bytes)))
+            if isinstance(request, protocol.Exec):
+                become_program(request)
             if not isinstance(request, protocol.Run):
                 return
             set_sigchld(user_handler)  # during a call, its children are the code's own to wait for
@@ -161,6 +165,21 @@ class Worker:
             print_user_traceback(error)
             return 1, True
         return 0, False
+
+
+def become_program(request: protocol.Exec) -> NoReturn:
+    """Replace this process with the program. What Python set up differently from a new process
+    goes back first, as ``subprocess`` does for a child: the signals it ignores are defaulted
+    (handlers reset by themselves at the exec; descriptors but 0-2 are close-on-exec)."""
+    for signum in IGNORED_BY_PYTHON:
+        signal.signal(signum, signal.SIG_DFL)
+    flush_streams()
+    environment = dict(item.partition("=")[::2] for item in request.environment)
+    try:
+        os.execve(request.argv[0], list(request.argv), environment)
+    except OSError as error:
+        os.write(2, f"{request.argv[0]}: {error.strerror}\n".encode())
+    os._exit(COMMAND_NOT_RUN)
 
 
 def reap_children(signum: int = 0, frame: object = None) -> None:

@@ -194,12 +194,18 @@ BASH_PROGRAMS = {
     # (a one-shot bash is its jail's pid 1, which a SIGKILL from inside cannot end: not compared)
     "a child killed by a signal": ("exec 2>/dev/null; sleep 5 & kill -9 $!; wait $!; echo status $?", []),
     "working directory": ("pwd; ls -d /mnt/data /code", []),
+    # nothing open but stdin, stdout, stderr (and bash's own script fd): no way back to the API's link
+    "descriptors": ("cd /proc/$$/fd && echo *", []),
+    # what the interpreter it replaced ignored (SIGPIPE, SIGXFSZ) is not ignored here either
+    "signal dispositions": ("grep -E '^Sig(Ign|Blk|Cgt)' /proc/self/status; yes | head -c 2", []),
+    # but the CPU time: a kept jail's covers its life, and the call's wall-clock deadline bounds it
+    "limits": ("ulimit -a | grep -v '^cpu time'", []),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BASH_PROGRAMS))
 async def test_bash_in_a_workspace_runs_as_a_one_shot_bash_does(client: httpx.AsyncClient, case: str) -> None:
-    """A workspace's bash runs as a child of its kept jail's fresh worker: what it sees and what the
+    """A workspace's bash is its kept jail's fresh worker, become bash: what it sees and what the
     response says must be what a default-profile run gives."""
     code, args = BASH_PROGRAMS[case]
     one_shot = (await client.post("/exec", json={"lang": "bash", "code": code, "args": args})).json()
@@ -222,3 +228,15 @@ async def test_tmp_and_home_are_a_calls_scratch(client: httpx.AsyncClient) -> No
         hint,
     )
     assert after["stdout"] == "[] False\n", after["stderr"]
+
+
+async def test_a_bash_that_ends_itself_or_overruns_leaves_a_workspace_that_serves_on(client: httpx.AsyncClient) -> None:
+    """bash replaces the jail's worker: however it ends, a new worker serves the next call there."""
+    hint = new_hint()
+    await call(client, "bash", "echo kept > kept.txt", hint)
+    killed = await call(client, "bash", "echo before; kill -9 $$; echo after", hint)
+    assert (killed["stdout"], killed["run"]["status"], killed["run"]["signal"]) == ("before\n", "SG", "SIGKILL")
+    overran = await call(client, "bash", "sleep 600 & echo started; wait", hint, timeout=1000)
+    assert (overran["stdout"], overran["run"]["status"]) == ("started\n", "TO")
+    after = await call(client, "bash", "cat kept.txt; cat /proc/[0-9]*/comm | grep -c sleep", hint)
+    assert after["stdout"] == "kept\n0\n", after  # what the overrun started is gone
