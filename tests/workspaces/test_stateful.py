@@ -198,6 +198,10 @@ BASH_PROGRAMS = {
     "descriptors": ("cd /proc/$$/fd && echo *", []),
     # what the interpreter it replaced ignored (SIGPIPE, SIGXFSZ) is not ignored here either
     "signal dispositions": ("grep -E '^Sig(Ign|Blk|Cgt)' /proc/self/status; yes | head -c 2", []),
+    "identity and privileges": (
+        "id -un; id -Gn; [ $(id -u) -ge 1000 ] && echo unprivileged; grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status",
+        [],
+    ),
     # but the CPU time: a kept jail's covers its life, and the call's wall-clock deadline bounds it
     "limits": ("ulimit -a | grep -v '^cpu time'", []),
 }
