@@ -41,6 +41,7 @@ from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, m
 logger = structlog.get_logger(__name__)
 
 NO_STATE = protocol.Save.NEVER  # the stateful profile keeps files, never interpreter state
+LOST_NOTE = "The workspace's saved files could not be found in storage: it started over, empty"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Place:
     sandbox: ReplSandbox | None
     current: bool  # /mnt/data already holds the record's revision
     written: bool = False  # the API wrote files into /mnt/data for this call
+    lost: bool = False  # the checkpoint was gone from the blob store: the workspace started over
 
 
 class StatefulRuns:
@@ -100,6 +102,8 @@ class StatefulRuns:
             async with self.place(record, job_id) as place:
                 result, outputs, notes = await self.call(record, session, place, spec, program, claim, job_id)
             await self.pipeline.sessions.touch(session)
+        if place.lost:
+            status, notes = "new", [LOST_NOTE, *notes]
         return StatefulRun(session.session_id, result, outputs, notes, RuntimeInfo(runtime_id, status))
 
     async def new_session(self, user_id: str | None) -> str:
@@ -133,7 +137,7 @@ class StatefulRuns:
 
     async def restored(self, place: Place, record: RuntimeSession) -> Place:
         if not place.current and record.layers:
-            await self.runtimes.restore(record, place.dirs.data, place.dirs.uid)
+            place.lost = not await self.runtimes.restore(record, place.dirs.data, place.dirs.uid)
             place.written = True
             logger.debug("workspace.restored", layers=len(record.layers), tree_bytes=record.tree_bytes)
         return place

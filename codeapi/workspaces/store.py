@@ -23,12 +23,12 @@ from typing import IO, Literal
 
 import structlog
 
-from codeapi.errors import SessionBusy
+from codeapi.errors import FileNotFound, SessionBusy
 from codeapi.storage import keys
 from codeapi.storage.blobs.base import BlobStore
 from codeapi.storage.metadata.base import MetadataStore
 from codeapi.units import MB
-from codeapi.workspaces.tree import Changes, Tree, apply_layer, size_of, write_layer
+from codeapi.workspaces.tree import Changes, Tree, apply_layer, empty, size_of, write_layer
 
 logger = structlog.get_logger(__name__)
 
@@ -146,14 +146,31 @@ class RuntimeSessions:
             if await self.end_unless_busy(item.runtime_id):
                 logger.info("workspace.reclaimed", runtime_session_id=item.runtime_id)
 
-    async def restore(self, record: RuntimeSession, root: Path, uid: int) -> None:
-        """Unpack the checkpoint into ``root`` (empty), owned by ``uid``."""
+    async def restore(self, record: RuntimeSession, root: Path, uid: int) -> bool:
+        """Unpack the checkpoint into ``root`` (empty), owned by ``uid``. False when a layer of it is
+        gone from the blob store (deleted outside codeapi, a bucket lost): rather than fail every call
+        from now on, the runtime session starts over, empty, and the caller says so."""
         start = max((index for index, layer in enumerate(record.layers) if layer.full), default=0)
         for layer in record.layers[start:]:
             with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
-                await self.download(layer.key, spool)
+                try:
+                    await self.download(layer.key, spool)
+                except FileNotFound:
+                    logger.warning("workspace.checkpoint_lost", runtime_session_id=record.runtime_id, key=layer.key)
+                    await asyncio.to_thread(empty, root)
+                    await self.forget_checkpoint(record)
+                    return False
                 spool.seek(0)
                 await asyncio.to_thread(apply_layer, root, spool, layer.deleted, uid)
+        return True
+
+    async def forget_checkpoint(self, record: RuntimeSession) -> None:
+        """As a new incarnation: no layers (the next checkpoint is full), no kept sandbox matches, and
+        inputs are delivered again."""
+        for layer in record.layers:
+            await self.blobs.delete(layer.key)
+        record.layers, record.tree_bytes, record.staged = [], 0, {}
+        record.epoch, record.generation = secrets.token_hex(8), 0
 
     async def download(self, key: str, out: IO[bytes]) -> None:
         async for chunk in self.blobs.read(key):

@@ -193,6 +193,12 @@ def make_way(root: Path, name: str) -> None:
             return
 
 
+def empty(root: Path) -> None:
+    """Remove everything in ``root`` (links as links), not ``root`` itself."""
+    for entry in os.scandir(root):
+        remove(Path(entry.path))
+
+
 def remove(path: Path) -> None:
     try:
         st = os.lstat(path)

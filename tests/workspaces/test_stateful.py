@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,27 @@ async def test_a_workspace_survives_an_api_restart(test_root: Path) -> None:
         after = await call(second, "bash", "ls | sort | tr '\\n' ' '; cat f11.txt", hint)
     assert after["runtime_status"] == "reused"
     assert after["stdout"] == f"{expected}11\n"
+
+
+async def test_a_workspace_whose_checkpoint_is_gone_starts_over_and_says_so(test_root: Path) -> None:
+    """Layers deleted from the blob store behind codeapi's back: the next call on another process
+    starts the workspace new (not an error on every call from then on), and says why it is empty."""
+    root = test_root / f"lost-{secrets.token_hex(4)}"
+    root.mkdir()
+    root.chmod(0o711)
+    hint = new_hint()
+    headers = {"x-api-key": API_KEY}
+    async with running_client(settings_for(root), headers) as first:
+        made = await call(first, "bash", "echo 1 > a.txt", hint)
+    [layers] = [path for path in (root / "data").rglob(made["runtime_session_id"]) if path.is_dir()]
+    shutil.rmtree(layers)
+    async with running_client(settings_for(root), headers) as second:
+        after = await call(second, "bash", "ls; echo 2 > b.txt", hint)
+        again = await call(second, "bash", "ls", hint)
+    assert (after["runtime_status"], after["stdout"]) == ("new", "")
+    assert "could not be found in storage: it started over, empty" in after["stderr"]
+    assert after["runtime_session_id"] == made["runtime_session_id"]
+    assert (again["runtime_status"], again["stdout"], again["stderr"]) == ("reused", "b.txt\n", "")
 
 
 BASH_PROGRAMS = {
