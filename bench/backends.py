@@ -165,11 +165,13 @@ def start_seaweedfs(tmp_dir: Path) -> SeaweedServer:
 
 
 class RedisServer:
-    """A throwaway redis-server in the foreground (no persistence) on its own port."""
+    """A throwaway redis-server in the foreground on its own port; ``persistent``: its data outlives a
+    restart (append-only file in ``directory``, as the compose stack's Redis)."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, persistent: bool = False) -> None:
         self.directory = directory
         self.port = port
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -184,7 +186,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
                 "--dir",
                 str(self.directory),
             ],
@@ -219,8 +221,8 @@ def _wait_for_redis(port: int) -> None:
         time.sleep(0.05)
 
 
-def start_redis(tmp_dir: Path, port: int | None = None) -> RedisServer:
-    server = RedisServer(tmp_dir, port or free_port())
+def start_redis(tmp_dir: Path, port: int | None = None, persistent: bool = False) -> RedisServer:
+    server = RedisServer(tmp_dir, port or free_port(), persistent)
     server.start()
     return server
 

@@ -18,6 +18,7 @@ from codeapi.errors import BackendUnavailable
 from codeapi.sessions.ids import new_id
 from codeapi.storage.blobs.local import LocalBlobStore
 from codeapi.storage.blobs.s3 import S3BlobStore
+from codeapi.storage.metadata import redis as redis_metadata
 from codeapi.storage.metadata.base import SessionRecord
 from codeapi.storage.metadata.redis import RedisMetadata
 from codeapi.storage.metadata.sqlite import SqliteMetadata
@@ -89,6 +90,25 @@ async def test_redis_outage_and_recovery(redis_server: RedisServer) -> None:
     async with store.lock(after.session_id, timeout_s=5, wait_s=0.2):
         pass
     await store.close()
+
+
+async def test_a_lock_whose_release_failed_is_released_once_redis_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarts (its data kept) just as a call ends: the session's next call waits for Redis to
+    be back, not for the rest of the lock's lease (which the restart kept)."""
+    monkeypatch.setattr(redis_metadata, "LOCK_LEASE_S", 8.0)
+    server = start_redis(tmp_path / "redis", persistent=True)
+    store = RedisMetadata(redis_test_settings(server.port, timeout_s=1))
+    try:
+        async with store.lock("restarted", timeout_s=60, wait_s=0):
+            server.stop()
+        server.start()
+        async with store.lock("restarted", timeout_s=60, wait_s=3):  # < the 8 s lease left
+            pass
+    finally:
+        await store.close()
+        server.stop()
 
 
 async def test_unreachable_redis_fails_fast_without_a_server() -> None:

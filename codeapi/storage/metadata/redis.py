@@ -53,6 +53,7 @@ logger = structlog.get_logger(__name__)
 
 RECORD_GRACE_MS = 60_000
 LOCK_LEASE_S = 15.0  # a dead replica's session locks lapse within this (docs/deployment.md, faults)
+RELEASE_RETRY_S = 0.2
 # The expiry index must outlive its entries long enough for a cleanup pass to see them.
 INDEX_GRACE_MS = 24 * 3600 * 1000
 ENTITY_SCAN = 20
@@ -83,6 +84,22 @@ async def keep_renewed(lock: Lock, lease_s: float, until: float, session_id: str
             logger.warning("session_lock_renewal_failed", session_id=session_id, error=str(exc))
 
 
+async def release_when_back(lock: Lock, lease_s: float, session_id: str) -> None:
+    """Release a lock whose release failed (Redis away, restarting) once Redis answers again, so the
+    session's next call waits for Redis, not for the rest of the lease; the lease bounds the tries."""
+    give_up = time.monotonic() + lease_s
+    while time.monotonic() < give_up:
+        await asyncio.sleep(RELEASE_RETRY_S)
+        try:
+            await lock.release()
+        except LockError:  # lapsed meanwhile (and maybe taken by another call): nothing to release
+            return
+        except RedisError:
+            continue
+        logger.info("session_lock_released_late", session_id=session_id)
+        return
+
+
 def _keep_until(pipe: Pipeline, key: str, deadline_ms: int) -> None:
     """Make ``key`` live at least until ``deadline_ms``: NX sets a first TTL, GT only extends it."""
     pipe.pexpireat(key, deadline_ms, nx=True)
@@ -96,6 +113,7 @@ class RedisMetadata(RedisKeyRecords):
         self.prefix = prefix
         self._redis = aioredis.Redis(connection_pool=connection_pool(settings))
         self._binary = aioredis.Redis(connection_pool=connection_pool(settings, decode=False))
+        self._late_releases: set[asyncio.Task[None]] = set()
 
     def _session_key(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
@@ -120,6 +138,8 @@ class RedisMetadata(RedisKeyRecords):
             await self._redis.ping()
 
     async def close(self) -> None:
+        for retry in self._late_releases:
+            retry.cancel()
         with _boundary("close"):
             await self._redis.aclose(close_connection_pool=True)
             await self._binary.aclose(close_connection_pool=True)
@@ -155,9 +175,11 @@ class RedisMetadata(RedisKeyRecords):
                 await lock.release()
             except LockError:
                 logger.warning("session_lock_lost", session_id=session_id, backend="redis")
-            except RedisError as exc:
-                # The lock lapses on its own within its lease; the work itself already finished.
+            except RedisError as exc:  # the work itself already finished
                 logger.warning("session_lock_release_failed", session_id=session_id, error=str(exc))
+                retry = asyncio.create_task(release_when_back(lock, lease_s, session_id))
+                self._late_releases.add(retry)
+                retry.add_done_callback(self._late_releases.discard)
 
     async def put_session(self, record: SessionRecord) -> None:
         expires_ms = _ms(record.expires_at)
