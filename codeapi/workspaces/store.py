@@ -167,8 +167,7 @@ class RuntimeSessions:
     async def forget_checkpoint(self, record: RuntimeSession) -> None:
         """As a new incarnation: no layers (the next checkpoint is full), no kept sandbox matches, and
         inputs are delivered again."""
-        for layer in record.layers:
-            await self.blobs.delete(layer.key)
+        await self.blobs.delete_prefix(keys.workspace_prefix(record.runtime_id))
         record.layers, record.tree_bytes, record.staged = [], 0, {}
         record.epoch, record.generation = secrets.token_hex(8), 0
 
