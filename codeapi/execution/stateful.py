@@ -23,8 +23,8 @@ import structlog
 
 from codeapi.egress.gateway import network_env
 from codeapi.egress.skilldeps import HOME_LINK
-from codeapi.execution.files import walk_outputs
-from codeapi.execution.outcome import Outputs, RuntimeInfo
+from codeapi.execution.files import FoundFile, Rejected, walk_outputs
+from codeapi.execution.outcome import OutputFile, Outputs, RuntimeInfo
 from codeapi.execution.pipeline import Pipeline, SessionClaim
 from codeapi.execution.program import Program, ProgramRunner
 from codeapi.execution.warm import WarmPython, with_usage
@@ -100,7 +100,7 @@ class StatefulRuns:
             session = await self.files_session(record, claim.user_id)
             structlog.contextvars.bind_contextvars(runtime_session_id=runtime_id, session_id=session.session_id)
             async with self.place(record, job_id) as place:
-                result, outputs, notes = await self.call(record, session, place, spec, program, claim, job_id)
+                session, result, outputs, notes = await self.call(record, session, place, spec, program, claim, job_id)
             await self.pipeline.sessions.touch(session)
         if place.lost:
             status, notes = "new", [LOST_NOTE, *notes]
@@ -151,7 +151,8 @@ class StatefulRuns:
         program: Program,
         claim: SessionClaim,
         job_id: str,
-    ) -> tuple[SandboxResult, Outputs, list[str]]:
+    ) -> tuple[SessionRecord, SandboxResult, Outputs, list[str]]:
+        """Run the call; returns the files session its outputs went to, with how it ended."""
         pipeline, dirs = self.pipeline, place.dirs
         place.written |= await self.deliver_inputs(record, session, claim, dirs)
         await pipeline.attach_skill_deps(record.runtime_id, dirs)
@@ -167,7 +168,11 @@ class StatefulRuns:
         changes = compare(before, after, walked_at)
         notes: list[str] = []
         deleted_files = [path for path in reversed(changes.deleted) if before[path].kind == "file"]
-        outputs = await self.collect(session, dirs, set(changes.changed), deleted_files, notes)
+        attached, rejected = await self.changed_outputs(dirs, set(changes.changed))
+        if attached:
+            session = await self.room_for(record, session, len(attached))
+        stored = await self.store(session, dirs, attached, rejected, notes)
+        outputs = Outputs(stored, [path for path in deleted_files if not is_hidden(path)])
         record.busy_ms += result.wall_ms
         record.cpu_ms += result.cpu_ms or 0
         checkpointed = await self.runtimes.checkpoint(record, dirs.data, after, changes)
@@ -175,7 +180,7 @@ class StatefulRuns:
             notes.append(checkpointed.note)
         if place.sandbox is not None:
             place.sandbox.revision = record.revision if checkpointed.kept else None
-        return result, outputs, notes
+        return session, result, outputs, notes
 
     async def deliver_inputs(
         self, record: RuntimeSession, session: SessionRecord, claim: SessionClaim, dirs: JobDirs
@@ -186,7 +191,8 @@ class StatefulRuns:
         chosen = {
             name: item
             for name, item in reversed(referenced)
-            if item.session_id != session.session_id and record.staged.get(name) != item.file_id
+            if item.session_id not in (session.session_id, *record.former_sessions)
+            and record.staged.get(name) != item.file_id
         }
         if not chosen:
             return False
@@ -215,18 +221,39 @@ class StatefulRuns:
             for step in (job_id, f"{job_id}-build"):
                 place.dirs.log_file(step).unlink(missing_ok=True)
 
-    async def collect(
-        self, session: SessionRecord, dirs: JobDirs, changed: set[str], deleted: list[str], notes: list[str]
-    ) -> Outputs:
-        """The call's new and changed visible files, as the session's output files (up to MAX_OUTPUT_FILES;
-        every change stays in the workspace either way), and the visible ones of the files it deleted."""
+    async def changed_outputs(self, dirs: JobDirs, changed: set[str]) -> tuple[list[FoundFile], list[Rejected]]:
+        """The call's new and changed visible files to attach (up to MAX_OUTPUT_FILES; every change stays
+        in the workspace either way), and those that cannot be."""
         limits = self.pipeline.limits
         found, rejected = await asyncio.to_thread(walk_outputs, dirs.data, limits.max_file_bytes)
         attached = [item for item in found if item.path in changed][: limits.max_output_files]
-        rejected = [item for item in rejected if item.path in changed]
+        return attached, [item for item in rejected if item.path in changed]
+
+    async def room_for(self, record: RuntimeSession, session: SessionRecord, count: int) -> SessionRecord:
+        """The files session where ``count`` more outputs fit (MAX_FILES_PER_SESSION): a workspace lives
+        for hours, so when its files session is full its outputs go on in a new one. The full one keeps
+        its files until it expires, and its outputs are still the workspace's own (never delivered)."""
+        sessions = self.pipeline.sessions
+        if await sessions.room_left(session.session_id) >= count:
+            return session
+        unexpired = [former for former in record.former_sessions if await sessions.get(former) is not None]
+        record.former_sessions = [*unexpired, session.session_id]
+        session = await sessions.create(user_id=session.user_id)
+        record.session_id = session.session_id
+        return session
+
+    async def store(
+        self,
+        session: SessionRecord,
+        dirs: JobDirs,
+        attached: list[FoundFile],
+        rejected: list[Rejected],
+        notes: list[str],
+    ) -> list[OutputFile]:
+        """The attached files as the session's output files; a note names each one that is not."""
         outputs = await self.pipeline.store_outputs(session.session_id, dirs, attached, {}, rejected, None)
         notes += [f"Output file not attached (it stays in /mnt/data): {item.path} ({item.reason})" for item in rejected]
-        return Outputs(outputs, [path for path in deleted if not is_hidden(path)])
+        return outputs
 
 
 def scrub_scratch(sandbox: ReplSandbox) -> None:

@@ -75,6 +75,7 @@ class RuntimeSession:
     layers: list[Layer] = field(default_factory=list)
     tree_bytes: int = 0
     staged: dict[str, str] = field(default_factory=dict)  # /mnt/data name -> file id of inputs delivered
+    former_sessions: list[str] = field(default_factory=list)  # files sessions it filled (MAX_FILES_PER_SESSION)
     calls: int = 0
     busy_ms: int = 0
     cpu_ms: int = 0

@@ -120,6 +120,7 @@ async def limited(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient
         "RUNTIME_SESSION_CHECKPOINT_MAX_MB": 1,
         "RUNTIME_SESSION_MAX_PER_USER": 2,
         "RUNTIME_SESSION_IDLE_SECONDS": 2,
+        "MAX_FILES_PER_SESSION": 4,
         "MASTER_API_KEY": MASTER_KEY,
     }
     async with make_client(**settings) as client:
@@ -168,6 +169,25 @@ async def test_admin_lists_runtime_sessions_with_usage_and_ends_one(limited: htt
     assert (after["runtime_status"], after["stdout"]) == ("new", "")
     missing = await limited.delete(f"/api/v1/admin/runtime-sessions/{made['runtime_session_id']}x", headers=admin)
     assert missing.status_code == 404
+
+
+async def test_outputs_past_the_files_limit_go_on_in_a_new_files_session(limited: httpx.AsyncClient) -> None:
+    """A workspace lives for hours and attaches every call's changes, so its files session fills up
+    (MAX_FILES_PER_SESSION=4 here): its outputs then go on in a new one, and the full one's files stay
+    the workspace's own: LibreChat, which repeats its references, never delivers them over newer ones."""
+    hint = new_hint()
+    first = await call(limited, "bash", "for name in a b c; do echo $name > $name.txt; done", hint)
+    second = await call(limited, "bash", "echo d > d.txt; echo e > e.txt", hint)
+    assert [item["name"] for item in second["files"]] == ["d.txt", "e.txt"]
+    assert second["session_id"] != first["session_id"]
+    downloaded = await limited.get(f"/download/{first['session_id']}/{first['files'][0]['id']}")
+    assert downloaded.content == b"a\n"
+    first_a = {"id": first["files"][0]["id"], "session_id": first["session_id"], "name": "a.txt"}
+    await call(limited, "bash", "echo newer > a.txt", hint)
+    after = await call(limited, "bash", "cat a.txt; ls | wc -l", hint, files=[first_a])
+    assert after["stdout"] == "newer\n5\n"
+    listed = (await limited.get(f"/files/{second['session_id']}")).json()
+    assert len(listed) <= 4
 
 
 async def test_a_workspace_survives_an_api_restart(test_root: Path) -> None:
