@@ -17,6 +17,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -133,7 +134,7 @@ class StatefulRuns:
             yield place
         finally:
             keep = sandbox.revision == record.revision and sandbox.alive
-            self.warm.pool.release(sandbox, record.runtime_id, keep)
+            self.warm.pool.release(sandbox, record.runtime_id, keep, scrub=partial(scrub_scratch, sandbox))
 
     async def restored(self, place: Place, record: RuntimeSession) -> Place:
         if not place.current and record.layers:
@@ -162,8 +163,6 @@ class StatefulRuns:
         before = await asyncio.to_thread(walk, dirs.data)
         result = await self.execute(place, spec, program, job_id)
         await pipeline.keep_skill_deps(record.runtime_id, dirs)
-        if place.sandbox is not None:
-            await asyncio.to_thread(scrub_scratch, place.sandbox)
         after = await asyncio.to_thread(walk, dirs.data)
         changes = compare(before, after, walked_at)
         notes: list[str] = []
@@ -258,9 +257,9 @@ class StatefulRuns:
 
 def scrub_scratch(sandbox: ReplSandbox) -> None:
     """/tmp and the home are a call's scratch (LibreChat tells the model so; a new jail has them empty):
-    the kept jail's are emptied after each call (its processes are stopped or gone) and the home is
-    seeded again; the installed packages stay. Nothing there is followed: entries are removed by
-    descriptor, links as links."""
+    the kept jail's are emptied before its next worker starts (the call's processes are gone) and the
+    home is seeded again; the installed packages stay. Nothing there is followed: entries are removed
+    by descriptor, links as links."""
     kept = {sandbox.dirs.home / HOME_LINK}  # what the workspace installed (SKILL_DEPS_PATH keeps it)
     for top in (Path(f"/proc/{sandbox.jail.init_pid}/root/tmp"), sandbox.dirs.home):
         with contextlib.suppress(FileNotFoundError):

@@ -3,10 +3,11 @@
 * warm: started, never used, belonging to no session (SANDBOX_POOL_PY of them, refilled in the
   background in batches of SANDBOX_POOL_PARALLEL_BATCH every SANDBOX_POOL_REPLENISH_INTERVAL, or at
   once when a checkout empties the pool and SANDBOX_POOL_EXHAUSTION_TRIGGER is set).
-* hot: the sandbox a session's last call ran in, kept for that session only: its worker is replaced
-  right after the call by a fresh one that already holds the saved variables, so the next call
-  starts in a new process without waiting for a restore. It is handed back only to the same session at the same state revision; idle
-  ones are destroyed after SANDBOX_TTL_MINUTES, and the least recently used once too many are kept.
+* hot: the sandbox a session's last call ran in, kept for that session only: once the call's outputs
+  are collected, its worker is replaced by a fresh one that already holds the saved variables, so the
+  next call starts in a new process without waiting for a restore. It is handed back only to the same
+  session at the same state revision; idle ones are destroyed after SANDBOX_TTL_MINUTES, and the least
+  recently used once too many are kept.
 
 A sandbox is never given to a second session: when a session lets go of it, it is destroyed.
 """
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -112,11 +114,15 @@ class ReplPool:
             await asyncio.wait_for(attempt.wait(), self.policy.zygote_timeout_s)
         return self.available
 
-    def release(self, sandbox: ReplSandbox, session_id: str, keep: bool) -> None:
-        """``keep``: the session's next call may run here, in the new worker holding its variables."""
+    def release(
+        self, sandbox: ReplSandbox, session_id: str, keep: bool, scrub: Callable[[], None] | None = None
+    ) -> None:
+        """``keep``: the session's next call may run here, in the new worker holding its variables
+        (``scrub``: ReplSandbox.renew_if_spent)."""
         if not (keep and sandbox.alive):
             self.discard(sandbox)
             return
+        sandbox.renew_if_spent(scrub)
         self.hot[session_id] = sandbox
         self.hot.move_to_end(session_id)
         while len(self.hot) > self.policy.max_hot:

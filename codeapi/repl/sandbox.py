@@ -146,6 +146,7 @@ class ReplSandbox:
     # /mnt/data as the last call left it: name -> (file id, fingerprint), kept by the execution layer
     manifest: dict[str, tuple[str, object]] = field(default_factory=dict)
     saved_state: bytes | None = None  # what the last call saved, for the worker that replaces it
+    worker_spent: bool = False  # a call used the worker: it is replaced once the sandbox is kept (renew_if_spent)
     # What restoring the variables printed (stdout, stderr): part of the next call's output, as it
     # would be in a new process that restores them first.
     carried_output: tuple[bytes, bytes] = (b"", b"")
@@ -203,10 +204,8 @@ class ReplSandbox:
         elif not await self.jail.pause():  # what the call left running does nothing until renew kills it
             self.lifecycle = Lifecycle.BROKEN
         else:
-            # The next call's process is prepared at once, while this call's outputs are collected
-            # and its response sent; a sandbox the session does not keep cancels it (destroy).
             self.saved_state = report.state if report is not None else None
-            self.renew_in_background()
+            self.worker_spent = True
         result = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
         return CallResult(SandboxResult(exit_code, *result, wall_ms, ending), report, worker_died)
 
@@ -284,18 +283,37 @@ class ReplSandbox:
             return Termination.SIGNALLED, 128 - status
         return Termination.EXITED, status if status is not None else 1
 
-    def renew_in_background(self) -> None:
-        """Start replacing the worker; ``ready`` (and so the next call) waits for it."""
-        self.renewal = asyncio.create_task(self.renew())
+    def renew_if_spent(self, scrub: Callable[[], None] | None = None) -> None:
+        """Start replacing the worker a call used; ``ready`` (and so the next call) waits for it.
+        The pool calls this when it keeps the sandbox, once the call's outputs are collected: a
+        renewal beside that work would slow its response down, and one for a sandbox that is not
+        kept would be wasted. ``scrub`` runs (in a thread) once the call's processes are gone and
+        before the new worker starts: the caller's cleanup of what a call leaves outside /mnt/data."""
+        spent, self.worker_spent = self.worker_spent, False
+        if spent:
+            self.renewal = asyncio.create_task(self.renew(scrub))
+        elif scrub is not None:  # the call ran beside the worker: a one-shot jail on the same directories
+            self.renewal = asyncio.create_task(self.scrub_for_next(scrub))
+        else:
+            return
         self.renewal.add_done_callback(self.note_renewal_failure)
 
-    async def renew(self) -> None:
+    async def scrub_for_next(self, scrub: Callable[[], None]) -> None:
+        try:
+            await asyncio.to_thread(scrub)
+        except BaseException:
+            self.lifecycle = Lifecycle.BROKEN
+            raise
+
+    async def renew(self, scrub: Callable[[], None] | None) -> None:
         """Kill the worker and everything it left, fork a fresh one into the same jail, restore the
         variables the last call saved there, and stop it until the next call."""
         state, self.saved_state = self.saved_state, None
         try:
             await self.jail.kill_others(keep_worker=False)
             await self.jail.wait_reaped()
+            if scrub is not None:
+                await asyncio.to_thread(scrub)
             self.worker.close()
             deadline = time.monotonic() + self.launcher.warmup_timeout_s
             self.worker = await start_worker(self.launcher, self.jail, self.dirs.uid, deadline)

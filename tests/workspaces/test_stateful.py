@@ -274,6 +274,10 @@ async def test_tmp_and_home_are_a_calls_scratch(client: httpx.AsyncClient) -> No
         hint,
     )
     assert after["stdout"] == "[] False\n", after["stderr"]
+    js = "require('fs').writeFileSync(require('os').homedir() + '/js.txt', 'j'); console.log('wrote')"
+    assert (await call(client, "js", js, hint))["stdout"] == "wrote\n"  # a one-shot jail on the same home
+    listed = await call(client, "bash", "ls -A ~ | grep -v '^.config$'; echo end", hint)
+    assert listed["stdout"] == "end\n", listed["stdout"]
 
 
 async def test_a_bash_that_ends_itself_or_overruns_leaves_a_workspace_that_serves_on(client: httpx.AsyncClient) -> None:
