@@ -19,7 +19,8 @@ START_TIMEOUT_S = 60
 
 
 class Replica:
-    def __init__(self, root: Path, backend: dict[str, object] | None = None) -> None:
+    def __init__(self, root: Path, backend: dict[str, object] | None = None, launcher: tuple[str, ...] = ()) -> None:
+        """``launcher``: what starts ``codeapi serve`` (a command taking it as its arguments), if anything."""
         self.port = free_port()
         root.mkdir(parents=True)
         root.chmod(0o711)
@@ -34,7 +35,7 @@ class Replica:
         }
         self.log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.prefix + "/bin/codeapi", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*launcher, sys.prefix + "/bin/codeapi", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
             cwd=root,
             stdout=self.log,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import stat
+import threading
 from pathlib import Path
 
 import structlog
@@ -20,6 +23,7 @@ from codeapi.sandbox.workspace import Workspaces
 logger = structlog.get_logger(__name__)
 
 DELEGATED_MARK = "CODEAPI_DELEGATED_SCOPE"  # set in the re-executed process, so it happens once
+PYTHONS_IGNORES = {signal.SIGPIPE, signal.SIGXFSZ}
 NOT_ROOT = "codeapi must run as root to create sandboxes (nsjail needs namespaces and cgroups)"
 
 
@@ -95,6 +99,7 @@ def prepare_host(
         raise SandboxFailure(NOT_ROOT)
     hierarchy = prepare_cgroups(require_cgroups)
     workspaces.prepare()
+    pass_no_signal_handling_on()
     logger.debug("sandbox.host_ready", base_dir=str(settings.base_dir), cgroups=hierarchy and hierarchy.version)
     return hierarchy
 
@@ -132,6 +137,27 @@ def unreachable_base_dir(base_dir: Path) -> str | None:
                 f"(mode {stat.S_IMODE(mode):04o}); allow it with 'chmod o+x {directory}', or choose a "
                 "SANDBOX_BASE_DIR outside it"
             )
+    return None
+
+
+def pass_no_signal_handling_on() -> None:
+    """Sandboxed programs start as a new process does, however the API was started: a signal ignored
+    or blocked here (``nohup`` ignores SIGHUP, a shell's background job SIGINT and SIGQUIT) would stay
+    so in every program it starts, through nsjail and the Python zygote, as both survive an exec.
+    An inherited ignore becomes a handler that does nothing (the API goes on ignoring the signal, and
+    an exec resets a handled signal to its default); inherited blocks are lifted. SIGPIPE and SIGXFSZ
+    are Python's own ignores, which every process it starts resets (``restore_signals``)."""
+    if threading.current_thread() is not threading.main_thread():
+        logger.warning("sandbox.signals_not_checked", reason="the sandboxes were prepared outside the main thread")
+        return
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for signum in signal.valid_signals() - PYTHONS_IGNORES:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL, SIGSTOP and the like cannot be handled
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, do_nothing)
+
+
+def do_nothing(signum: int, frame: object) -> None:
     return None
 
 
