@@ -3,7 +3,7 @@
 The workspace is the /mnt/data of a Python sandbox this replica keeps for the runtime session. Every
 call is a new process there: Python code runs in the sandbox's fresh worker (no variables: the
 stateful profile keeps files, not interpreter state), a language that needs nothing but the system
-view (bash) as that worker, which becomes its program, any other language in a one-shot jail on the
+view (bash) started by that worker as a new process, any other language in a one-shot jail on the
 same directory as the same uid. Where no sandbox is kept at the record's revision (first call here,
 another replica served the last one, or it was evicted), a fresh one is restored from the checkpoint;
 without the warm path (REPL_ENABLED=false, zygote down) every call restores into a one-shot job.
@@ -204,7 +204,7 @@ class StatefulRuns:
 
     async def execute(self, place: Place, spec: LanguageSpec, program: Program, job_id: str) -> SandboxResult:
         """In the kept jail when it can run the language (Python, and what needs nothing but the system
-        view: the jail's fresh worker becomes it), else in a one-shot jail on the same directory."""
+        view: the jail's fresh worker starts it), else in a one-shot jail on the same directory."""
         sandbox = place.sandbox
         if sandbox is not None and spec.repl:
             call = await sandbox.call(program.code, program.args, program.timeout_s, NO_STATE, None)

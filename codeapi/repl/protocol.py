@@ -87,10 +87,13 @@ class Done:
 
 @dataclass(frozen=True)
 class Exec:
-    """API -> worker: become ``argv`` (execve, in /mnt/data, with exactly ``environment``, each
-    ``NAME=value``): a program of another language run in the fresh worker's place, with nothing
-    between them. The link closes at the exec; how the program ended is the zygote's ``Exited``."""
+    """API -> worker: start ``argv`` (in /mnt/data, with exactly ``environment``, each ``NAME=value``)
+    as a new process does (every signal default, none blocked), wait for it and report how it ended:
+    a ``Done`` naming ``call``, whose exit code is the program's status (negative: the signal that
+    ended it). A program of another language run beside the fresh worker, which only waits meanwhile;
+    it inherits no descriptor but 0-2."""
 
+    call: str
     argv: tuple[str, ...]
     environment: tuple[str, ...]
 

@@ -163,10 +163,10 @@ class ReplSandbox:
         return await self.serve(protocol.Run(secrets.token_hex(16), code.encode(), args, save, restore), timeout_s)
 
     async def run_program(self, argv: tuple[str, ...], environment: dict[str, str], timeout_s: float) -> CallResult:
-        """Run a program of another language as the worker: it becomes the program (``protocol.Exec``),
-        so no process comes between them. Its status is its own (no report); a new worker follows."""
-        request = protocol.Exec(argv, tuple(f"{name}={value}" for name, value in environment.items()))
-        return await self.serve(request, timeout_s)
+        """Run a program of another language beside the fresh worker (``protocol.Exec``): the worker
+        starts it as a new process and reports its status; a new worker follows, as after any call."""
+        variables = tuple(f"{name}={value}" for name, value in environment.items())
+        return await self.serve(protocol.Exec(secrets.token_hex(16), argv, variables), timeout_s)
 
     async def serve(self, request: protocol.Run | protocol.Exec, timeout_s: float) -> CallResult:
         if not await self.ready():
@@ -180,11 +180,10 @@ class ReplSandbox:
         self.carried_output = (b"", b"")
         started = time.monotonic()
         try:
-            if isinstance(request, protocol.Run):
-                ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
-                exit_code = report.exit_code if report is not None else 0
-            else:
-                (ending, exit_code), report = await self.await_program(protocol.encode(request), timeout_s), None
+            ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
+            exit_code = report.exit_code if report is not None else 0
+            if isinstance(request, protocol.Exec) and exit_code < 0:  # the program's status: a signal ended it
+                ending, exit_code = self.ended_by(exit_code)
             # The call's other processes end with it; the worker survives only a normal end.
             await self.jail.kill_others(keep_worker=report is not None)
         except BaseException:
@@ -231,26 +230,6 @@ class ReplSandbox:
             logger.warning("repl.unrequested_report", job_id=self.job_id)
             return None, None
         return Termination.EXITED, report
-
-    async def await_program(self, request: bytes, timeout_s: float) -> tuple[Termination | None, int]:
-        """Have the worker become the program and wait until it exits (the zygote reaps it), its
-        output overflows or the deadline passes; returns how it ended and its exit code."""
-        exited = asyncio.ensure_future(self.send_and_await_exit(request, timeout_s))
-        ending = await self.until(exited, timeout_s)
-        if ending is not Termination.EXITED:
-            return ending, -signal.SIGKILL
-        try:
-            status = exited.result()
-        except ConnectionError:
-            status = None
-        if status is None:  # the worker was gone before it could take the program, or the zygote is
-            return None, -signal.SIGKILL
-        return self.ended_by(status) if status < 0 else (Termination.EXITED, status)
-
-    async def send_and_await_exit(self, request: bytes, timeout_s: float) -> int | None:
-        self.worker.writer.write(request)
-        await self.worker.writer.drain()
-        return await self.launcher.zygote.exit_status(self.worker.pid, wait_s=timeout_s)
 
     async def until(self, waiting: asyncio.Future[Any], timeout_s: float) -> Termination:
         """Wait for ``waiting`` (EXITED: it is done), an output overflow or the deadline."""

@@ -24,7 +24,7 @@ import sys
 import traceback
 import types
 import zlib
-from typing import Any, NoReturn
+from typing import Any
 
 from codeapi.repl import kernel, protocol
 
@@ -45,7 +45,6 @@ CODE_DIR = "/code"
 READ_CHUNK = 65536
 FD_PARKING = 64  # above fds 0-3 and whatever the zygote held while receiving
 ZSTD_LEVEL = 3
-IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
 COMMAND_NOT_RUN = 127  # what a shell returns for a command it could not execute
 
 
@@ -119,11 +118,13 @@ class Worker:
         while True:
             request = read_message(self.link, protocol.FrameDecoder(protocol.frame_cap(self.max_state_bytes)))
             if isinstance(request, protocol.Exec):
-                become_program(request)
-            if not isinstance(request, protocol.Run):
+                set_sigchld(signal.SIG_DFL)  # the program's status is for run_program to wait for
+                answer = run_program(request)
+            elif isinstance(request, protocol.Run):
+                set_sigchld(user_handler)  # during a call, its children are the code's own to wait for
+                answer = self.handle(request)
+            else:
                 return
-            set_sigchld(user_handler)  # during a call, its children are the code's own to wait for
-            answer = self.handle(request)
             user_handler = reap_between_calls()
             self.link.sendall(protocol.encode(answer))
 
@@ -167,19 +168,16 @@ class Worker:
         return 0, False
 
 
-def become_program(request: protocol.Exec) -> NoReturn:
-    """Replace this process with the program. What Python set up differently from a new process
-    goes back first, as ``subprocess`` does for a child: the signals it ignores are defaulted
-    (handlers reset by themselves at the exec; descriptors but 0-2 are close-on-exec)."""
-    for signum in IGNORED_BY_PYTHON:
-        signal.signal(signum, signal.SIG_DFL)
-    flush_streams()
-    environment = dict(item.partition("=")[::2] for item in request.environment)
+def run_program(request: protocol.Exec) -> protocol.Done:
+    """Start the program as a new process (kernel.spawn_as_new), wait until it ends and report its
+    status; a program that cannot be started ends as a shell's command that is not found."""
     try:
-        os.execve(request.argv[0], list(request.argv), environment)
+        pid = kernel.spawn_as_new(list(request.argv), list(request.environment))
     except OSError as error:
         os.write(2, f"{request.argv[0]}: {error.strerror}\n".encode())
-    os._exit(COMMAND_NOT_RUN)
+        return protocol.Done(request.call, COMMAND_NOT_RUN, failed=False)
+    _, status = os.waitpid(pid, 0)
+    return protocol.Done(request.call, os.waitstatus_to_exitcode(status), failed=False)
 
 
 def reap_children(signum: int = 0, frame: object = None) -> None:
