@@ -12,6 +12,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from codeapi.after_response import collecting
 from codeapi.sessions.ids import new_id
 
 logger = structlog.get_logger("codeapi.http.requests")
@@ -43,7 +44,8 @@ class RequestLoggingMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with collecting():  # what waits for the response runs once it is sent
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed_ms = int((time.monotonic() - started) * 1000)
             log = logger.error if status >= 500 else logger.warning if status >= 400 else logger.debug

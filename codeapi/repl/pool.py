@@ -118,11 +118,11 @@ class ReplPool:
         self, sandbox: ReplSandbox, session_id: str, keep: bool, scrub: Callable[[], None] | None = None
     ) -> None:
         """``keep``: the session's next call may run here, in the new worker holding its variables
-        (``scrub``: ReplSandbox.renew_if_spent)."""
+        (``scrub``: ReplSandbox.set_aside)."""
         if not (keep and sandbox.alive):
             self.discard(sandbox)
             return
-        sandbox.renew_if_spent(scrub)
+        sandbox.set_aside(scrub)
         self.hot[session_id] = sandbox
         self.hot.move_to_end(session_id)
         while len(self.hot) > self.policy.max_hot:

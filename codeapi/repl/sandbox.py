@@ -36,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from codeapi.after_response import after_response
 from codeapi.errors import SandboxFailure
 from codeapi.languages.spec import LanguageSpec, WarmRepl
 from codeapi.repl import protocol
@@ -146,7 +147,8 @@ class ReplSandbox:
     # /mnt/data as the last call left it: name -> (file id, fingerprint), kept by the execution layer
     manifest: dict[str, tuple[str, object]] = field(default_factory=dict)
     saved_state: bytes | None = None  # what the last call saved, for the worker that replaces it
-    worker_spent: bool = False  # a call used the worker: it is replaced once the sandbox is kept (renew_if_spent)
+    worker_spent: bool = False  # a call used the worker: it is replaced before the next call (set_aside)
+    pending_scrub: Callable[[], None] | None = None  # the caller's cleanup before the next call (set_aside)
     # What restoring the variables printed (stdout, stderr): part of the next call's output, as it
     # would be in a new process that restores them first.
     carried_output: tuple[bytes, bytes] = (b"", b"")
@@ -262,13 +264,19 @@ class ReplSandbox:
             return Termination.SIGNALLED, 128 - status
         return Termination.EXITED, status if status is not None else 1
 
-    def renew_if_spent(self, scrub: Callable[[], None] | None = None) -> None:
-        """Start replacing the worker a call used; ``ready`` (and so the next call) waits for it.
-        The pool calls this when it keeps the sandbox, once the call's outputs are collected: a
-        renewal beside that work would slow its response down, and one for a sandbox that is not
-        kept would be wasted. ``scrub`` runs (in a thread) once the call's processes are gone and
-        before the new worker starts: the caller's cleanup of what a call leaves outside /mnt/data."""
-        spent, self.worker_spent = self.worker_spent, False
+    def set_aside(self, scrub: Callable[[], None] | None = None) -> None:
+        """Kept for the session's next call (the pool keeps it, once the call's outputs are collected):
+        the worker a call used is replaced once the response is sent (a renewal beside the response
+        would slow it down, and one for a sandbox that is not kept would be wasted), or when the next
+        call comes first. ``scrub`` runs (in a thread) before the next worker starts, once the call's
+        processes are gone: the caller's cleanup of what a call leaves outside /mnt/data."""
+        self.pending_scrub = scrub
+        after_response(self.renew_if_spent)
+
+    def renew_if_spent(self) -> None:
+        """Start what is due before the next call (``ready`` waits for it); nothing if it started."""
+        spent, scrub = self.worker_spent, self.pending_scrub
+        self.worker_spent, self.pending_scrub = False, None
         if spent:
             self.renewal = asyncio.create_task(self.renew(scrub))
         elif scrub is not None:  # the call ran beside the worker: a one-shot jail on the same directories
@@ -323,6 +331,7 @@ class ReplSandbox:
 
     async def ready(self) -> bool:
         """Whether the sandbox can take a call, once its worker's renewal (if any) has ended."""
+        self.renew_if_spent()  # the last call's response may not be out yet
         if self.renewal is not None:
             await asyncio.wait({self.renewal})
         return self.alive
