@@ -63,6 +63,18 @@ async def test_every_call_is_a_new_process(client: httpx.AsyncClient) -> None:
     assert "NameError" in second["stderr"]
 
 
+async def test_a_call_that_comes_before_the_last_ones_response_is_out_is_a_new_process_too(
+    client: httpx.AsyncClient,
+) -> None:
+    """The worker a call used is replaced after its response is sent, or when the next call comes
+    first: calls on one workspace sent together run one after the other, each in a new process."""
+    hint = new_hint()
+    await call(client, "bash", "true", hint)
+    code = "print('kept' in globals())\nkept = 1"
+    answers = await asyncio.gather(*(call(client, "py", code, hint) for _ in range(3)))
+    assert [answer["stdout"] for answer in answers] == ["False\n"] * 3
+
+
 async def test_deletions_persist_and_are_reported(client: httpx.AsyncClient) -> None:
     hint = new_hint()
     await call(client, "bash", "echo 1 > keep.txt; echo 2 > drop.txt; mkdir -p d/e && echo 3 > d/e/f.txt", hint)
