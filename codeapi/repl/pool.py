@@ -3,9 +3,9 @@
 * warm: started, never used, belonging to no session (SANDBOX_POOL_PY of them, refilled in the
   background in batches of SANDBOX_POOL_PARALLEL_BATCH every SANDBOX_POOL_REPLENISH_INTERVAL, or at
   once when a checkout empties the pool and SANDBOX_POOL_EXHAUSTION_TRIGGER is set).
-* hot: the sandbox a session's last call ran in, kept for that session only: once the call's outputs
-  are collected, its worker is replaced by a fresh one that already holds the saved variables, so the
-  next call starts in a new process without waiting for a restore. It is handed back only to the same
+* hot: the sandbox a session's last call ran in, kept for that session only: once the call's response
+  is sent, its worker is replaced by a fresh one that already holds the saved variables, so the next
+  call starts in a new process without waiting for a restore. It is handed back only to the same
   session at the same state revision; idle ones are destroyed after SANDBOX_TTL_MINUTES, and the least
   recently used once too many are kept.
 

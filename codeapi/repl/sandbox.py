@@ -338,6 +338,9 @@ class ReplSandbox:
 
     async def destroy(self) -> None:
         self.lifecycle = Lifecycle.BROKEN
+        # Nothing is due any more: a renewal still waiting for a response (set_aside) must not start
+        # in the torn-down jail, whose init's pidfd is closed (and its number free for reuse).
+        self.worker_spent, self.pending_scrub = False, None
         if self.renewal is not None:
             self.renewal.cancel()
             await asyncio.wait({self.renewal})

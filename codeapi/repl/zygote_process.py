@@ -137,10 +137,11 @@ class ZygoteProcess:
             except BlockingIOError:
                 await asyncio.sleep(SEND_RETRY_S)
 
-    async def exit_status(self, pid: int, wait_s: float = EXIT_STATUS_WAIT_S) -> int | None:
-        """How a worker ended (negative: the signal), once the zygote has reaped it."""
+    async def exit_status(self, pid: int) -> int | None:
+        """How a worker ended (negative: the signal), once the zygote has reaped it (None: not within
+        EXIT_STATUS_WAIT_S)."""
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + wait_s
+        give_up = loop.time() + EXIT_STATUS_WAIT_S
         while pid not in self.exits:
             remaining = give_up - loop.time()
             if remaining <= 0 or not self.alive:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from codeapi.after_response import collecting
+from codeapi.repl import protocol
 from tests.conftest import run
 from tests.repl.conftest import WarmClientFactory, pool_of
 
@@ -44,6 +46,23 @@ async def test_a_sandbox_is_never_handed_to_a_second_session(warm_client: WarmCl
             await run(client, "py", f"y = {index}")
         assert all(sandbox is not used for sandbox in pool.warm)
         assert [sid for sid, sandbox in pool.hot.items() if sandbox is used] == [first["session_id"]]
+
+
+async def test_a_sandbox_destroyed_before_its_response_was_sent_is_not_renewed(
+    warm_client: WarmClientFactory,
+) -> None:
+    """A kept sandbox's worker is replaced once the response is sent (after_response); when the
+    sandbox was torn down before that (evicted by another session's call), nothing may start in it."""
+    async with warm_client(SANDBOX_POOL_PY=1) as client:
+        pool = pool_of(client)
+        with collecting():  # as inside a request
+            sandbox = await pool.fresh()
+            assert sandbox is not None
+            await sandbox.call("kept = 1", (), 10, protocol.Save.NEVER, None)
+            pool.release(sandbox, "destroyed-early", keep=True)
+            del pool.hot["destroyed-early"]
+            await sandbox.destroy()
+        assert sandbox.renewal is None
 
 
 async def test_health_reports_the_warm_path(warm_client: WarmClientFactory) -> None:
