@@ -223,6 +223,8 @@ class StatefulRuns:
     async def changed_outputs(self, dirs: JobDirs, changed: set[str]) -> tuple[list[FoundFile], list[Rejected]]:
         """The call's new and changed visible files to attach (up to MAX_OUTPUT_FILES; every change stays
         in the workspace either way), and those that cannot be."""
+        if not changed:  # most calls: no walk needed
+            return [], []
         limits = self.pipeline.limits
         found, rejected = await asyncio.to_thread(walk_outputs, dirs.data, limits.max_file_bytes)
         attached = [item for item in found if item.path in changed][: limits.max_output_files]

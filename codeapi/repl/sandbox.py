@@ -9,8 +9,8 @@ Each call runs in a new process, as LibreChat tells its model: after a call the 
 worker is replaced (``renew``, in the background, after the response) by a fresh one forked from
 the zygote that restores the variables the call saved. So only the variables carry over: no open
 figure, working directory, library setting, environment change, monkeypatch, signal handler,
-thread or child process of one call reaches the next. Between calls the jail's processes are
-stopped (jail.py), so nothing a call left behind runs until it is killed.
+thread or child process of one call reaches the next: the worker is killed as soon as it reported,
+and everything the call started with it. Between calls the new worker is stopped (jail.py).
 
 The API is the worker's only peer and watches each call from outside the jail: it reads the
 worker's stdout and stderr pipes itself (capped while they stream), enforces the deadline, and
@@ -186,7 +186,10 @@ class ReplSandbox:
             exit_code = report.exit_code if report is not None else 0
             if isinstance(request, protocol.Exec) and exit_code < 0:  # the program's status: a signal ended it
                 ending, exit_code = self.ended_by(exit_code)
-            # The call's other processes end with it; the worker survives only a normal end.
+            if report is not None:  # its part is over: a new worker serves the next call (renew)
+                self.jail.signal([self.jail.worker_pid], signal.SIGKILL)
+            # The call's other processes end with it; each fork of the worker's threads came before
+            # its kill, so this listing finds it. Not waited for: the worker's teardown (renew).
             await self.jail.kill_others(keep_worker=report is not None)
         except BaseException:
             self.lifecycle = Lifecycle.BROKEN  # cancelled mid-call: the sandbox is in an unknown state
@@ -202,8 +205,6 @@ class ReplSandbox:
             self.lifecycle = Lifecycle.BROKEN
             report = None
             ending, exit_code = await self.abnormal_end(ending)
-        elif not await self.jail.pause():  # what the call left running does nothing until renew kills it
-            self.lifecycle = Lifecycle.BROKEN
         else:
             self.saved_state = report.state if report is not None else None
             self.worker_spent = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import dataclasses
 import faulthandler
 import fcntl
@@ -45,7 +46,8 @@ CODE_DIR = "/code"
 READ_CHUNK = 65536
 FD_PARKING = 64  # above fds 0-3 and whatever the zygote held while receiving
 ZSTD_LEVEL = 3
-COMMAND_NOT_RUN = 127  # what a shell returns for a command it could not execute
+COMMAND_NOT_RUN = 127
+REHEARSAL_PROGRAM = "/bin/true"  # what a shell returns for a command it could not execute
 
 
 def read_message(link: socket.socket, decoder: protocol.FrameDecoder) -> protocol.Message | None:
@@ -113,6 +115,7 @@ class Worker:
         return self.module.__dict__
 
     def serve(self) -> None:
+        self.rehearse()
         self.link.sendall(protocol.encode(protocol.Ready(os.getpid())))
         user_handler = reap_between_calls()
         while True:
@@ -127,6 +130,16 @@ class Worker:
                 return
             user_handler = reap_between_calls()
             self.link.sendall(protocol.encode(answer))
+
+    def rehearse(self) -> None:
+        """Walk both call paths once before saying ready. A new worker shares its memory with the
+        zygote: the first write to each page copies it and the first run of each code page maps it,
+        thousands of faults that would otherwise land in the first call. Here they land while the
+        worker is prepared, between calls. Nothing of it stays: an empty program leaves the
+        namespace as it was, and the throwaway child is reaped."""
+        protocol.encode(self.handle(protocol.Run("", b"pass", (), protocol.Save.NEVER, None)))
+        with contextlib.suppress(OSError):
+            os.waitpid(kernel.spawn_as_new([REHEARSAL_PROGRAM], []), 0)
 
     def handle(self, request: protocol.Run) -> protocol.Done:
         if request.state is not None:

@@ -1,5 +1,5 @@
-"""A kept sandbox runs nothing between calls: what a call left running is stopped when the call
-ends and killed when its worker is replaced, and the next call runs in a new process."""
+"""A kept sandbox runs nothing between calls: what a call left running is killed when the call ends,
+and the next call runs in a new process."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import API_KEY, ClientFactory, running_client, upload
 from tests.conftest import test_settings as settings_for
+from tests.repl.conftest import pool_of
 
 STATEFUL = {"X-CodeAPI-Expected-Profile": "stateful"}
 MASTER_KEY = "master-key-0123456789abcdef"
@@ -302,3 +303,32 @@ async def test_a_bash_that_ends_itself_or_overruns_leaves_a_workspace_that_serve
     assert (overran["stdout"], overran["run"]["status"]) == ("started\n", "TO")
     after = await call(client, "bash", "cat kept.txt; cat /proc/[0-9]*/comm | grep -c sleep", hint)
     assert after["stdout"] == "kept\n0\n", after  # what the overrun started is gone
+
+
+def minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+# The worker's count of minor faults (the jail's own /proc), read where the call's code begins:
+# Python's first line runs in the worker, bash is the worker's child.
+WORKER_FAULTS_SO_FAR = {
+    "py": "print(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[7])",
+    "bash": "cut -d')' -f2 /proc/$PPID/stat | cut -d' ' -f9",
+}
+# A new worker that was not prepared takes ~680 faults on the way to Python's first line (copying
+# the zygote's pages it writes, mapping code it runs) and 80-95 to start bash; a prepared one ~105
+# and 40-55.
+MAX_FAULTS_BEFORE_THE_CODE = {"py": 250, "bash": 70}
+
+
+@pytest.mark.parametrize("lang", ["py", "bash"])
+async def test_the_next_process_walks_the_call_path_between_calls_not_in_the_call(
+    client: httpx.AsyncClient, lang: str
+) -> None:
+    hint = new_hint()
+    first = await call(client, "bash", "true", hint)
+    sandbox = pool_of(client).hot[first["runtime_session_id"]]
+    assert await sandbox.ready()
+    before = minor_faults(sandbox.jail.worker_pid)  # stopped: nothing changes it until the call
+    during = await call(client, lang, WORKER_FAULTS_SO_FAR[lang], hint)
+    assert int(during["stdout"]) - before < MAX_FAULTS_BEFORE_THE_CODE[lang]
