@@ -37,12 +37,24 @@ from codeapi.sandbox.workspace import JobDirs, Workspaces
 from codeapi.sessions.names import is_hidden
 from codeapi.storage.metadata.base import SessionRecord
 from codeapi.workspaces.store import RuntimeSession, RuntimeSessions, runtime_session_id
-from codeapi.workspaces.tree import FILE_CLOCK_TICK_S, coarse_now_ns, compare, make_way, remove, walk
+from codeapi.workspaces.tree import (
+    FILE_CLOCK_TICK_S,
+    Tree,
+    coarse_now_ns,
+    compare,
+    make_way,
+    remove,
+    walk,
+    walk_at_most,
+)
 
 logger = structlog.get_logger(__name__)
 
 NO_STATE = protocol.Save.NEVER  # the stateful profile keeps files, never interpreter state
 LOST_NOTE = "The workspace's saved files could not be found in storage: it started over, empty"
+# A workspace of up to this many entries is walked in the event loop (0.1-0.2 ms), a larger one in a
+# thread: the thread's round trip costs more than that at a chat's pace, when the CPUs it wakes idle.
+INLINE_WALK_ENTRIES = 32
 
 
 @dataclass(frozen=True)
@@ -160,10 +172,10 @@ class StatefulRuns:
         if place.written:  # so that what the API wrote is older than the walk by the file clock
             await asyncio.sleep(FILE_CLOCK_TICK_S)
         walked_at = coarse_now_ns()
-        before = await asyncio.to_thread(walk, dirs.data)
+        before = await walk_soon(dirs.data)
         result = await self.execute(place, spec, program, job_id)
         await pipeline.keep_skill_deps(record.runtime_id, dirs)
-        after = await asyncio.to_thread(walk, dirs.data)
+        after = await walk_soon(dirs.data)
         changes = compare(before, after, walked_at)
         notes: list[str] = []
         deleted_files = [path for path in reversed(changes.deleted) if before[path].kind == "file"]
@@ -255,6 +267,12 @@ class StatefulRuns:
         outputs = await self.pipeline.store_outputs(session.session_id, dirs, attached, {}, rejected, None)
         notes += [f"Output file not attached (it stays in /mnt/data): {item.path} ({item.reason})" for item in rejected]
         return outputs
+
+
+async def walk_soon(root: Path) -> Tree:
+    """A small workspace's walk at once, a larger one's in a thread."""
+    tree = walk_at_most(root, INLINE_WALK_ENTRIES)
+    return tree if tree is not None else await asyncio.to_thread(walk, root)
 
 
 def scrub_scratch(sandbox: ReplSandbox) -> None:

@@ -175,14 +175,17 @@ class ReplSandbox:
             raise SandboxFailure("the sandbox's new worker did not start")
         self.lifecycle = Lifecycle.USED
         output = self.worker.output
-        self.jail.resume()  # kept sandboxes sleep stopped between calls
         if self.jail.cgroup is not None:
             self.jail.cgroup.mark()
         output.begin(self.launcher.limits.output_bytes, self.carried_output)
         self.carried_output = (b"", b"")
         started = time.monotonic()
         try:
-            ending, report = await self.exchange(protocol.encode(request), request.call, timeout_s)
+            # Kept sandboxes sleep stopped between calls: the request goes first, so that the worker
+            # wakes once, to find it, rather than to SIGCONT and then again to the data.
+            self.worker.writer.write(protocol.encode(request))
+            self.jail.resume()
+            ending, report = await self.exchange(request.call, timeout_s)
             exit_code = report.exit_code if report is not None else 0
             if isinstance(request, protocol.Exec) and exit_code < 0:  # the program's status: a signal ended it
                 ending, exit_code = self.ended_by(exit_code)
@@ -211,16 +214,14 @@ class ReplSandbox:
         result = (bytes(stdout.data), bytes(stderr.data), stdout.truncated, stderr.truncated)
         return CallResult(SandboxResult(exit_code, *result, wall_ms, ending), report, worker_died)
 
-    async def exchange(
-        self, request: bytes, call: str, timeout_s: float
-    ) -> tuple[Termination | None, protocol.Done | None]:
-        """Send the call and wait for its report, an output overflow or the deadline.
+    async def exchange(self, call: str, timeout_s: float) -> tuple[Termination | None, protocol.Done | None]:
+        """Wait for the report on the call written to the worker, an output overflow or the deadline.
 
         Returns EXITED with the report, OUTPUT_LIMIT, TIMEOUT, or None when the worker died or
         broke the protocol: sent anything but the report naming this call (a thread left over from
         an earlier call cannot know the name). Only the report leaves the worker alive.
         """
-        reading = asyncio.ensure_future(self.send_and_read(request))
+        reading = asyncio.ensure_future(self.read_answer())
         ending = await self.until(reading, timeout_s)
         if ending is not Termination.EXITED:
             return ending, None
@@ -246,9 +247,8 @@ class ReplSandbox:
             return Termination.EXITED
         return Termination.OUTPUT_LIMIT if overflow in done else Termination.TIMEOUT
 
-    async def send_and_read(self, request: bytes) -> protocol.Message:
-        self.worker.writer.write(request)
-        await self.worker.writer.drain()
+    async def read_answer(self) -> protocol.Message:
+        await self.worker.writer.drain()  # what of the request did not fit the socket's buffer
         return await read_message(self.worker.reader, self.launcher.max_frame_bytes)
 
     async def abnormal_end(self, ending: Termination | None) -> tuple[Termination, int]:
@@ -319,7 +319,8 @@ class ReplSandbox:
         (a warning, a failure to restore) is shown with the next call's output."""
         request = protocol.Run(secrets.token_hex(16), b"", (), protocol.Save.NEVER, state)
         self.worker.output.begin(self.launcher.limits.output_bytes)
-        ending, _ = await self.exchange(protocol.encode(request), request.call, max(deadline - time.monotonic(), 0.01))
+        self.worker.writer.write(protocol.encode(request))
+        ending, _ = await self.exchange(request.call, max(deadline - time.monotonic(), 0.01))
         await self.jail.kill_others(keep_worker=ending is Termination.EXITED)
         stdout, stderr = self.worker.output.finish()
         if ending is not Termination.EXITED:

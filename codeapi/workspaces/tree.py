@@ -45,28 +45,41 @@ Tree = dict[str, Entry]  # path relative to the workspace's root -> what is ther
 
 def walk(root: Path) -> Tree:
     """Every file, directory and symbolic link below ``root`` (other kinds are not kept)."""
+    tree = walk_at_most(root, None)
+    assert tree is not None
+    return tree
+
+
+def walk_at_most(root: Path, most: int | None) -> Tree | None:
+    """``walk``, or None as soon as more than ``most`` entries were found (a directory is read entry by
+    entry, so giving up costs at most ``most`` of them, whatever its size)."""
     found: Tree = {}
     pending = [""]
     while pending:
         relative = pending.pop()
         try:
-            listing = list(os.scandir(root / relative if relative else root))
+            listing = os.scandir(root / relative if relative else root)
         except OSError as error:
             logger.warning("workspace.unreadable_dir", path=relative, error=error.strerror)
             continue
-        for item in listing:
-            path = f"{relative}/{item.name}" if relative else item.name
-            st = item.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                kind: Kind = "dir"
-                pending.append(path)
-            elif stat.S_ISREG(st.st_mode):
-                kind = "file"
-            elif stat.S_ISLNK(st.st_mode):
-                kind = "link"
-            else:
-                continue
-            found[path] = Entry(kind, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        with listing:
+            for item in listing:
+                if most is not None and len(found) >= most:
+                    return None
+                path = f"{relative}/{item.name}" if relative else item.name
+                st = item.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    kind: Kind = "dir"
+                    pending.append(path)
+                elif stat.S_ISREG(st.st_mode):
+                    kind = "file"
+                elif stat.S_ISLNK(st.st_mode):
+                    kind = "link"
+                else:
+                    continue
+                found[path] = Entry(
+                    kind, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+                )
     return found
 
 

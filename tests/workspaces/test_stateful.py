@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from codeapi.execution.stateful import INLINE_WALK_ENTRIES
 from tests.conftest import API_KEY, ClientFactory, running_client, upload
 from tests.conftest import test_settings as settings_for
 from tests.repl.conftest import pool_of
@@ -83,6 +84,14 @@ async def test_deletions_persist_and_are_reported(client: httpx.AsyncClient) -> 
     assert sorted(removed["deleted_files"]) == ["d/e/f.txt", "drop.txt"]
     listing = await call(client, "bash", "find . -type f | sort", hint)
     assert listing["stdout"] == "./keep.txt\n"
+
+
+async def test_changes_in_a_workspace_too_large_to_walk_inline_are_found(client: httpx.AsyncClient) -> None:
+    hint = new_hint()
+    await call(client, "bash", f"mkdir many && touch many/{{1..{INLINE_WALK_ENTRIES * 2}}}", hint)
+    changed = await call(client, "bash", "echo x > many/7; rm many/8", hint)
+    assert [item["name"] for item in changed["files"]] == ["many/7"]
+    assert changed["deleted_files"] == ["many/8"]
 
 
 async def test_the_hint_is_ignored_without_the_stateful_profile(client: httpx.AsyncClient) -> None:
