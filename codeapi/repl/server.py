@@ -46,8 +46,8 @@ CODE_DIR = "/code"
 READ_CHUNK = 65536
 FD_PARKING = 64  # above fds 0-3 and whatever the zygote held while receiving
 ZSTD_LEVEL = 3
-COMMAND_NOT_RUN = 127
-REHEARSAL_PROGRAM = "/bin/true"  # what a shell returns for a command it could not execute
+COMMAND_NOT_RUN = 127  # what a shell returns for a command it could not execute
+REHEARSAL_PROGRAM = "/bin/true"  # started once by each new worker (Worker.rehearse), in the system view
 
 
 def read_message(link: socket.socket, decoder: protocol.FrameDecoder) -> protocol.Message | None:
