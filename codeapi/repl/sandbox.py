@@ -219,7 +219,8 @@ class ReplSandbox:
 
         Returns EXITED with the report, OUTPUT_LIMIT, TIMEOUT, or None when the worker died or
         broke the protocol: sent anything but the report naming this call (a thread left over from
-        an earlier call cannot know the name). Only the report leaves the worker alive.
+        an earlier call cannot know the name). Only the report leaves the worker alive (restore goes on
+        with it; serve kills it then, its part being over).
         """
         reading = asyncio.ensure_future(self.read_answer())
         ending = await self.until(reading, timeout_s)
